@@ -1,0 +1,417 @@
+/*
+ * runq.h -- the public C API of the runq task queue engine.
+ *
+ * Conventions (see docs/architecture.md):
+ *  - Opaque handles; names are runq_<module>_<verb>.
+ *  - Out-parameters come first.
+ *  - Functions return 0 on success or a negative RUNQ_E* code; the detail of
+ *    the last failure on the calling thread is in runq_error_last().
+ *  - Options structs carry a `version` field: initialise them with their
+ *    RUNQ_*_OPTIONS_INIT macro, then change the fields you need.
+ *  - Times are milliseconds: absolute times are Unix-epoch milliseconds as
+ *    seen by the backend's clock (Redis TIME for redis://), durations are
+ *    plain milliseconds.
+ *  - Every function says who owns what it returns.
+ */
+#ifndef RUNQ_H
+#define RUNQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(RUNQ_SHARED_BUILD)
+#define RUNQ_EXTERN __declspec(dllexport)
+#elif defined(__GNUC__)
+#define RUNQ_EXTERN __attribute__((visibility("default")))
+#else
+#define RUNQ_EXTERN
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Version                                                             */
+/* ------------------------------------------------------------------ */
+
+#define RUNQ_VERSION_MAJOR 0
+#define RUNQ_VERSION_MINOR 1
+#define RUNQ_VERSION_PATCH 0
+#define RUNQ_VERSION_NUMBER \
+    (RUNQ_VERSION_MAJOR * 10000 + RUNQ_VERSION_MINOR * 100 + RUNQ_VERSION_PATCH)
+#define RUNQ_VERSION_STRING "0.1.0"
+
+/* The version of the library actually loaded (RUNQ_VERSION_NUMBER form).
+ * Bindings compare it with the RUNQ_VERSION_NUMBER they were compiled with. */
+RUNQ_EXTERN int runq_version(void);
+/* Static string, never freed. */
+RUNQ_EXTERN const char *runq_version_string(void);
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Error numbers are pinned: they are part of the ABI and of the bindings. */
+typedef enum runq_error_code {
+    RUNQ_OK = 0,
+    RUNQ_EINVAL = -1,       /* an argument is invalid */
+    RUNQ_ENOMEM = -2,       /* out of memory */
+    RUNQ_EURL = -3,         /* the backend URL cannot be parsed or is unsupported */
+    RUNQ_ENOTASK = -4,      /* no task of that name is registered */
+    RUNQ_ETOOBIG = -5,      /* the payload exceeds the client's max_payload */
+    RUNQ_EDUPLICATE = -6,   /* a job with the same unique key exists */
+    RUNQ_EFULL = -7,        /* the queue holds max_len jobs */
+    RUNQ_ETIMEOUT = -8,     /* the wait ended before there was an answer */
+    RUNQ_ESTALE = -9,       /* the lease is no longer ours (fencing) */
+    RUNQ_ECLOSED = -10,     /* the client or worker is stopping or stopped */
+    RUNQ_EIO = -11,         /* the backend could not be reached or failed */
+    RUNQ_EDURABILITY = -12, /* written, but fewer replicas confirmed than asked */
+    RUNQ_ENOTFOUND = -13,   /* no job with that id (or it expired) */
+    RUNQ_EPROTO = -14,      /* malformed wire data (corrupt job, bad msgpack) */
+    RUNQ_ESTATE = -15       /* the call is not valid in the object's state */
+} runq_error_code;
+
+/* Static description of an error code; never NULL, never freed. */
+RUNQ_EXTERN const char *runq_strerror(int code);
+
+/* Detail message of the last failing call on this thread (thread-local).
+ * Owned by the library; valid until the next runq call on this thread.
+ * Returns "" when there is none. */
+RUNQ_EXTERN const char *runq_error_last(void);
+
+/* ------------------------------------------------------------------ */
+/* Allocator hooks                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct runq_allocator {
+    void *(*malloc_fn)(size_t size);
+    void *(*calloc_fn)(size_t count, size_t size);
+    void *(*realloc_fn)(void *ptr, size_t size);
+    void (*free_fn)(void *ptr);
+} runq_allocator;
+
+/* Replace the allocator used for everything the engine allocates. Call it
+ * before any other runq function; NULL restores the C library allocator.
+ * The struct is copied. */
+RUNQ_EXTERN void runq_set_allocator(const runq_allocator *allocator);
+
+/* Free memory the library handed to the caller with "free with runq_free". */
+RUNQ_EXTERN void runq_free(void *ptr);
+
+/* ------------------------------------------------------------------ */
+/* Types                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct runq_client runq_client;
+typedef struct runq_task runq_task;
+typedef struct runq_job runq_job;
+typedef struct runq_worker runq_worker;
+
+/* Job ids are 26-character Crockford base32 strings (a 48-bit millisecond
+ * time then 80 bits of randomness), so they sort by creation time. */
+#define RUNQ_ID_LEN 26
+#define RUNQ_ID_SIZE (RUNQ_ID_LEN + 1)
+
+/* Longest task or queue name, in bytes. Names are printable ASCII without
+ * spaces or braces (braces are Redis hash tags). */
+#define RUNQ_NAME_MAX 128
+
+typedef enum runq_job_state {
+    RUNQ_STATE_SCHEDULED = 1, /* waiting for its eta */
+    RUNQ_STATE_PENDING = 2,   /* ready to be fetched */
+    RUNQ_STATE_ACTIVE = 3,    /* leased by a worker */
+    RUNQ_STATE_DONE = 4,      /* acked; result kept for result_ttl_ms */
+    RUNQ_STATE_DEAD = 5       /* failed for good, or expired; kept, retryable */
+} runq_job_state;
+
+/* ------------------------------------------------------------------ */
+/* Client                                                              */
+/* ------------------------------------------------------------------ */
+
+typedef struct runq_client_options {
+    unsigned int version;
+    size_t max_payload;        /* largest args or result, bytes */
+    int connect_timeout_ms;    /* redis: time allowed to connect */
+    int command_timeout_ms;    /* redis: time a synchronous call may wait */
+    int64_t result_ttl_ms;     /* how long done jobs and results are kept */
+} runq_client_options;
+
+#define RUNQ_CLIENT_OPTIONS_VERSION 1
+#define RUNQ_CLIENT_OPTIONS_INIT \
+    { RUNQ_CLIENT_OPTIONS_VERSION, 1024 * 1024, 2000, 5000, 3600 * 1000 }
+
+/* Open a client on a backend chosen by URL:
+ *   memory://          a private in-process store
+ *   memory://NAME      an in-process store shared by every client of this
+ *                      process that opens the same NAME
+ *   redis://[user:pass@]host[:port][/db][?connect_timeout=ms&timeout=ms]
+ *   unix:///path/to/redis.sock[?db=N]
+ * `options` may be NULL for the defaults. On success *out is owned by the
+ * caller and freed with runq_client_close(). Thread-safe. */
+RUNQ_EXTERN int runq_client_open(runq_client **out, const char *url,
+                                 const runq_client_options *options);
+
+/* Close the client and free every task registered on it. Workers created on
+ * the client must be freed first. NULL is a no-op. */
+RUNQ_EXTERN void runq_client_close(runq_client *client);
+
+/* Name of the backend in use ("memory" or "redis"); static string. */
+RUNQ_EXTERN const char *runq_client_backend(const runq_client *client);
+
+/* ------------------------------------------------------------------ */
+/* Tasks                                                               */
+/* ------------------------------------------------------------------ */
+
+/* A handler returns 0 for success (the job is acked with the result set by
+ * runq_job_set_result) or any other value for failure (the job is retried
+ * after backoff, or after the delay set with runq_job_retry_in, or goes to
+ * the dead letters when no attempts are left). `job` is owned by the engine
+ * and valid only during the call. Handlers run on engine worker threads in
+ * push mode, never on the I/O thread. */
+typedef int (*runq_handler_fn)(runq_job *job, void *userdata);
+
+/* Called once when a job of the task goes to the dead letters after its last
+ * failed attempt. `job` is valid only during the call. */
+typedef void (*runq_fallback_fn)(runq_job *job, void *userdata);
+
+typedef struct runq_task_options {
+    unsigned int version;
+    const char *queue;       /* default queue for enqueue (copied); NULL: "default" */
+    int max_retries;         /* retries after the first attempt */
+    int64_t backoff_min_ms;  /* delay before the first retry */
+    int64_t backoff_max_ms;  /* cap on any retry delay */
+    double backoff_factor;   /* growth per attempt (>= 1.0) */
+    double backoff_jitter;   /* 0..1: the delay varies by +/- this fraction */
+    int64_t timeout_ms;      /* handler time budget; 0: none */
+    int64_t unique_ttl_ms;   /* how long a unique key holds */
+    runq_handler_fn handler; /* may be NULL for producer-only or pull mode */
+    runq_fallback_fn fallback;
+    void *userdata;          /* passed to handler and fallback; not owned */
+} runq_task_options;
+
+#define RUNQ_TASK_OPTIONS_VERSION 1
+#define RUNQ_TASK_OPTIONS_INIT                                                  \
+    { RUNQ_TASK_OPTIONS_VERSION, NULL, 3, 1000, 3600 * 1000, 2.0, 0.2, 0,       \
+      24 * 3600 * 1000, NULL, NULL, NULL }
+
+/* Register (or replace) a task on the client. `out` may be NULL; otherwise
+ * *out is owned by the client and valid until runq_client_close(). Register
+ * tasks before creating workers. */
+RUNQ_EXTERN int runq_task_register(runq_task **out, runq_client *client,
+                                   const char *name,
+                                   const runq_task_options *options);
+
+/* The registered task of that name, or NULL (owned by the client). */
+RUNQ_EXTERN runq_task *runq_task_find(runq_client *client, const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Enqueue                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct runq_enqueue_options {
+    unsigned int version;
+    const char *queue;         /* NULL: the task's queue, else "default" */
+    int64_t delay_ms;          /* run no earlier than now + delay */
+    int64_t eta_ms;            /* absolute run time; nonzero wins over delay */
+    int32_t priority;          /* higher runs first within a queue */
+    int max_retries;           /* -1: the task's (or 3 if unregistered) */
+    int64_t timeout_ms;        /* -1: the task's */
+    int64_t ttl_ms;            /* 0: none; not started within ttl -> dead */
+    int64_t deadline_ms;       /* 0: none; absolute time after which it never starts */
+    const char *unique_key;    /* NULL: none; same key within its ttl -> EDUPLICATE */
+    int64_t unique_ttl_ms;     /* -1: the task's (24 h if unregistered) */
+    int replicate;             /* redis: replicas that must confirm; 0: none */
+    int replicate_timeout_ms;  /* redis: how long to wait for them */
+} runq_enqueue_options;
+
+#define RUNQ_ENQUEUE_OPTIONS_VERSION 1
+#define RUNQ_ENQUEUE_OPTIONS_INIT \
+    { RUNQ_ENQUEUE_OPTIONS_VERSION, NULL, 0, 0, 0, -1, -1, 0, 0, NULL, -1, 0, 1000 }
+
+/* Enqueue one job of `task` (registered or not: producers need not know the
+ * handler) with `args`, a single msgpack object of args_len bytes (copied;
+ * checked to be well-formed). `opts` may be NULL. On success, and on
+ * RUNQ_EDUPLICATE (then it is the id of the job holding the unique key),
+ * out_id receives the NUL-terminated id; out_id may be NULL. On
+ * RUNQ_EDURABILITY the job was written but its durability is unknown. */
+RUNQ_EXTERN int runq_enqueue(runq_client *client, char out_id[RUNQ_ID_SIZE],
+                             const char *task, const void *args,
+                             size_t args_len, const runq_enqueue_options *opts);
+
+typedef struct runq_enqueue_item {
+    const char *task;                 /* in */
+    const void *args;                 /* in: msgpack, copied */
+    size_t args_len;                  /* in */
+    const runq_enqueue_options *opts; /* in, may be NULL */
+    char id[RUNQ_ID_SIZE];            /* out: as for runq_enqueue */
+    int result;                       /* out: 0 or a RUNQ_E* code */
+} runq_enqueue_item;
+
+/* Enqueue n jobs in one round trip. Each item gets its own result; the call
+ * returns 0 if every item succeeded, else the first failing item's code. */
+RUNQ_EXTERN int runq_enqueue_many(runq_client *client, runq_enqueue_item *items,
+                                  size_t n);
+
+/* ------------------------------------------------------------------ */
+/* Queues and inspection                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct runq_queue_options {
+    unsigned int version;
+    int64_t max_len; /* 0: unbounded; else enqueue fails with RUNQ_EFULL when
+                        scheduled + pending jobs reach it */
+} runq_queue_options;
+
+#define RUNQ_QUEUE_OPTIONS_VERSION 1
+#define RUNQ_QUEUE_OPTIONS_INIT { RUNQ_QUEUE_OPTIONS_VERSION, 0 }
+
+/* Set a queue's options; they are stored in the backend and seen by every
+ * client of it. */
+RUNQ_EXTERN int runq_queue_configure(runq_client *client, const char *queue,
+                                     const runq_queue_options *options);
+
+typedef struct runq_queue_stats {
+    int64_t scheduled;
+    int64_t pending;
+    int64_t active;
+    int64_t dead;
+} runq_queue_stats;
+
+RUNQ_EXTERN int runq_queue_stats_get(runq_queue_stats *out, runq_client *client,
+                                     const char *queue);
+
+/* Fill ids (an array of `cap` ids) with up to `cap` dead jobs of the queue,
+ * oldest first; *count receives how many. */
+RUNQ_EXTERN int runq_dead_list(char (*ids)[RUNQ_ID_SIZE], size_t *count,
+                               runq_client *client, const char *queue,
+                               size_t cap);
+
+/* Move a dead job back to pending with a fresh set of attempts. */
+RUNQ_EXTERN int runq_dead_retry(runq_client *client, const char *id);
+
+/* A snapshot of the job with that id. *out is owned by the caller; free it
+ * with runq_job_free(). RUNQ_ENOTFOUND when unknown or expired. */
+RUNQ_EXTERN int runq_job_get(runq_job **out, runq_client *client, const char *id);
+
+/* Wait until the job is done or dead, up to timeout_ms (-1: no limit), then
+ * return its snapshot as runq_job_get does. RUNQ_ETIMEOUT otherwise. */
+RUNQ_EXTERN int runq_job_wait(runq_job **out, runq_client *client,
+                              const char *id, int timeout_ms);
+
+/* ------------------------------------------------------------------ */
+/* Jobs: accessors                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Strings and buffers returned below are owned by the job and valid while it
+ * is. Absent optional values are NULL (strings) or 0 (times). */
+RUNQ_EXTERN const char *runq_job_id(const runq_job *job);
+RUNQ_EXTERN const char *runq_job_task(const runq_job *job);
+RUNQ_EXTERN const char *runq_job_queue(const runq_job *job);
+RUNQ_EXTERN const void *runq_job_args(const runq_job *job, size_t *len);
+RUNQ_EXTERN runq_job_state runq_job_state_get(const runq_job *job);
+RUNQ_EXTERN int runq_job_attempt(const runq_job *job);     /* 1 on first delivery */
+RUNQ_EXTERN int runq_job_max_retries(const runq_job *job);
+RUNQ_EXTERN int32_t runq_job_priority(const runq_job *job);
+RUNQ_EXTERN int64_t runq_job_created_at(const runq_job *job);
+RUNQ_EXTERN int64_t runq_job_eta(const runq_job *job);
+RUNQ_EXTERN int64_t runq_job_timeout(const runq_job *job);
+RUNQ_EXTERN int64_t runq_job_deadline(const runq_job *job); /* ttl folded in */
+RUNQ_EXTERN const char *runq_job_unique_key(const runq_job *job);
+/* The result of a done job (msgpack), or NULL. */
+RUNQ_EXTERN const void *runq_job_result(const runq_job *job, size_t *len);
+/* The last failure message (a handler's error, "lease expired", "ttl
+ * expired", ...), or NULL. */
+RUNQ_EXTERN const char *runq_job_error(const runq_job *job);
+
+/* ------------------------------------------------------------------ */
+/* Jobs: inside a handler, or held in pull mode                        */
+/* ------------------------------------------------------------------ */
+
+/* Set the result the ack will store (msgpack; copied). */
+RUNQ_EXTERN int runq_job_set_result(runq_job *job, const void *result, size_t len);
+/* Set the failure message (copied). */
+RUNQ_EXTERN int runq_job_set_error(runq_job *job, const char *message);
+/* Ask that a failure be retried after delay_ms instead of the backoff. */
+RUNQ_EXTERN void runq_job_retry_in(runq_job *job, int64_t delay_ms);
+/* Nonzero once the worker is stopping past its grace period or the job's
+ * timeout has passed: a long handler should return soon. */
+RUNQ_EXTERN int runq_job_cancelled(const runq_job *job);
+
+/* Pull mode: settle a job returned by runq_worker_next(). After ack or fail
+ * the job must still be freed with runq_job_free(). RUNQ_ESTALE when the
+ * lease was lost (the job was or will be delivered again). */
+RUNQ_EXTERN int runq_job_ack(runq_job *job, const void *result, size_t len);
+/* retry_delay_ms < 0: the task's backoff. */
+RUNQ_EXTERN int runq_job_fail(runq_job *job, const char *message,
+                              int64_t retry_delay_ms);
+
+/* Free a job owned by the caller (from runq_worker_next, runq_job_get or
+ * runq_job_wait). A pulled job freed unsettled is released back to pending
+ * at once without counting the attempt. Calling it on a job a handler
+ * received is an error that does nothing. NULL is a no-op. */
+RUNQ_EXTERN void runq_job_free(runq_job *job);
+
+/* ------------------------------------------------------------------ */
+/* Workers                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef enum runq_worker_mode {
+    RUNQ_WORKER_PUSH = 0, /* engine threads call the task handlers */
+    RUNQ_WORKER_PULL = 1  /* the caller's thread takes jobs with runq_worker_next */
+} runq_worker_mode;
+
+typedef struct runq_worker_options {
+    unsigned int version;
+    const char *const *queues; /* queue names (copied); NULL: {"default"} */
+    size_t nqueues;
+    const unsigned int *weights; /* NULL: strict order, else one weight per queue */
+    int concurrency;             /* push: handler threads; pull: jobs held at once */
+    runq_worker_mode mode;
+    int64_t lease_ms;            /* visibility timeout of a fetched job */
+    int auto_extend;             /* nonzero: extend leases of held jobs on a timer */
+} runq_worker_options;
+
+#define RUNQ_WORKER_OPTIONS_VERSION 1
+#define RUNQ_WORKER_OPTIONS_INIT \
+    { RUNQ_WORKER_OPTIONS_VERSION, NULL, 0, NULL, 4, RUNQ_WORKER_PUSH, 30000, 1 }
+
+/* Create a worker on the client; *out is owned by the caller and freed with
+ * runq_worker_free(). Nothing is fetched before start (push) or next (pull). */
+RUNQ_EXTERN int runq_worker_create(runq_worker **out, runq_client *client,
+                                   const runq_worker_options *options);
+
+/* Push mode: start fetching and running handlers on engine threads. */
+RUNQ_EXTERN int runq_worker_start(runq_worker *worker);
+
+/* Stop gracefully: stop fetching, return fetched-but-unstarted jobs to
+ * pending at once, let running handlers finish for up to grace_ms, then mark
+ * them cancelled. Returns 0 when every handler finished, RUNQ_ETIMEOUT when
+ * some still run (runq_worker_free waits for them). Called from inside a
+ * handler it only requests the stop and returns 0. */
+RUNQ_EXTERN int runq_worker_stop(runq_worker *worker, int64_t grace_ms);
+
+/* Pull mode: wait up to timeout_ms (-1: until stopped) for a job. On success
+ * *out is owned by the caller: settle it with runq_job_ack/runq_job_fail and
+ * free it with runq_job_free. RUNQ_ETIMEOUT when none came, RUNQ_ECLOSED
+ * once stopped. */
+RUNQ_EXTERN int runq_worker_next(runq_worker *worker, runq_job **out,
+                                 int timeout_ms);
+
+typedef struct runq_worker_stats {
+    int64_t processed; /* acked */
+    int64_t failed;    /* failures, retried or dead */
+    int64_t dead;      /* of which went to the dead letters */
+    int64_t running;   /* handlers running now */
+} runq_worker_stats;
+
+RUNQ_EXTERN void runq_worker_stats_get(runq_worker_stats *out,
+                                       const runq_worker *worker);
+
+/* Stop (grace 0 if still running), wait for handler threads, free. */
+RUNQ_EXTERN void runq_worker_free(runq_worker *worker);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RUNQ_H */

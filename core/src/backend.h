@@ -1,0 +1,104 @@
+/* The interface every backend implements (memory/, redis/).
+ *
+ * Queue semantics are decided here and in the engine, the same way for every
+ * backend; docs/architecture.md lists each operation's atomicity guarantee.
+ * Every operation is called from engine or user threads, concurrently: a
+ * backend is thread-safe. Each returns 0 or a RUNQ_E* code with
+ * rq_error() detail set. Time is the backend's clock. */
+#ifndef RUNQ_BACKEND_H
+#define RUNQ_BACKEND_H
+
+#include "job.h"
+
+typedef struct runq_backend runq_backend;
+
+typedef struct rq_fetch_request {
+    const char *const *queues;
+    size_t nqueues;
+    const unsigned int *weights; /* NULL: strict order */
+    int64_t lease_ms;
+    size_t max;                  /* up to this many jobs */
+    int timeout_ms;              /* block this long when none is due; -1: forever */
+} rq_fetch_request;
+
+typedef struct rq_backend_ops {
+    const char *name;
+
+    /* Store n new jobs (ids, created_ms, eta_ms, deadline_ms already set by
+     * the engine; eta_ms == 0 means now). Per job: results[i] = 0, or
+     * RUNQ_EDUPLICATE (copy the holder's id into jobs[i]->id), RUNQ_EFULL,
+     * or another error. Each job is stored atomically; the batch is not. With
+     * replicate > 0, confirm the writes on that many replicas within
+     * replicate_timeout_ms or return RUNQ_EDURABILITY for the batch. */
+    int (*enqueue)(runq_backend *b, runq_job **jobs, int *results, size_t n,
+                   int replicate, int replicate_timeout_ms);
+
+    /* One atomic step per queue: promote due scheduled jobs, recover jobs
+     * whose lease expired (attempt stays counted; error "lease expired"),
+     * drop jobs past their deadline to the dead letters, then lease up to
+     * req->max pending jobs (highest priority, then oldest) to the caller,
+     * incrementing attempt. Blocks up to req->timeout_ms when nothing is due,
+     * waking at once on enqueue, on a scheduled job coming due, or on
+     * interrupt(). *out receives an array of *n new jobs (array from
+     * rq_malloc, jobs owned by the caller); returns RUNQ_ETIMEOUT with *n = 0
+     * when none came. */
+    int (*fetch)(runq_backend *b, const rq_fetch_request *req, runq_job ***out,
+                 size_t *n);
+
+    /* Settle a leased job; RUNQ_ESTALE when job->lease_token no longer holds. */
+    int (*ack)(runq_backend *b, const runq_job *job, const void *result,
+               size_t result_len, int64_t result_ttl_ms);
+    /* Failed attempt: if attempt <= max_retries, schedule it at now +
+     * retry_delay_ms; otherwise move it to the dead letters and set *dead. */
+    int (*fail)(runq_backend *b, const runq_job *job, const char *error,
+                int64_t retry_delay_ms, bool *dead);
+    /* Return a leased, not started job to pending, uncounting the attempt. */
+    int (*release)(runq_backend *b, const runq_job *job);
+    /* Extend leases to now + lease_ms; results[i] = 0 or RUNQ_ESTALE. */
+    int (*extend)(runq_backend *b, runq_job *const *jobs, int *results, size_t n,
+                  int64_t lease_ms);
+    /* Make every fetch blocked in this backend return now (used by stop). */
+    void (*interrupt)(runq_backend *b);
+
+    int (*get)(runq_backend *b, const char *id, runq_job **out);
+    /* Block until the job is done or dead (or timeout_ms passes; -1 forever). */
+    int (*wait)(runq_backend *b, const char *id, int timeout_ms, runq_job **out);
+    int (*configure)(runq_backend *b, const char *queue,
+                     const runq_queue_options *options);
+    int (*stats)(runq_backend *b, const char *queue, runq_queue_stats *out);
+    int (*dead_list)(runq_backend *b, const char *queue,
+                     char (*ids)[RUNQ_ID_SIZE], size_t cap, size_t *count);
+    int (*dead_retry)(runq_backend *b, const char *id);
+
+    void (*destroy)(runq_backend *b);
+} rq_backend_ops;
+
+/* Backends embed this as their first member. */
+struct runq_backend {
+    const rq_backend_ops *ops;
+};
+
+/* Parsed backend URL. All strings are owned by the struct. */
+typedef struct rq_url {
+    enum { RQ_URL_MEMORY, RQ_URL_REDIS, RQ_URL_UNIX } scheme;
+    char *name;      /* memory: store name or NULL */
+    char *host;      /* redis */
+    int port;        /* redis: default 6379 */
+    char *path;      /* unix socket path */
+    int db;
+    char *user;      /* NULL: none */
+    char *password;  /* NULL: none */
+    int connect_timeout_ms; /* -1: not given in the URL */
+    int command_timeout_ms; /* -1: not given in the URL */
+} rq_url;
+
+int rq_url_parse(rq_url *out, const char *url);
+void rq_url_clear(rq_url *url);
+
+/* Backend constructors. The options are the client's, defaults applied. */
+int rq_memory_open(runq_backend **out, const rq_url *url,
+                   const runq_client_options *options);
+int rq_redis_open(runq_backend **out, const rq_url *url,
+                  const runq_client_options *options);
+
+#endif
