@@ -24,8 +24,10 @@ typedef struct rq_fetch_request {
 typedef struct rq_backend_ops {
     const char *name;
 
-    /* Store n new jobs (ids, created_ms, eta_ms, deadline_ms already set by
-     * the engine; eta_ms == 0 means now). Per job: results[i] = 0, or
+    /* Store n new jobs. The engine sets id, task, queue, args, options and
+     * the relative inputs delay_ms / ttl_ms; the backend sets created_ms and
+     * resolves eta_ms and deadline_ms with its own clock (see job.h). Unique
+     * keys are scoped to the job's queue. Per job: results[i] = 0, or
      * RUNQ_EDUPLICATE (copy the holder's id into jobs[i]->id), RUNQ_EFULL,
      * or another error. Each job is stored atomically; the batch is not. With
      * replicate > 0, confirm the writes on that many replicas within

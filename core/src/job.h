@@ -26,6 +26,11 @@ struct runq_job {
     int64_t eta_ms;          /* when it became / becomes due */
     int64_t timeout_ms;      /* 0: none */
     int64_t deadline_ms;     /* 0: none; ttl is folded in at enqueue */
+    /* Enqueue inputs resolved by the backend against its own clock (the
+     * server's, never the producer's): eta = eta_ms ? eta_ms : now + delay_ms;
+     * deadline = min(deadline_ms, now + ttl_ms) when ttl_ms > 0. */
+    int64_t delay_ms;
+    int64_t ttl_ms;
     char *unique_key;        /* NULL: none */
     int64_t unique_ttl_ms;
     uint8_t *result;         /* msgpack, or NULL */
