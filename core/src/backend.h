@@ -36,7 +36,8 @@ typedef struct rq_backend_ops {
                    int replicate, int replicate_timeout_ms);
 
     /* One atomic step per queue: promote due scheduled jobs, recover jobs
-     * whose lease expired (attempt stays counted; error "lease expired"),
+     * whose lease expired (attempt stays counted, error "lease expired"; a
+     * job with attempt > max_retries goes to the dead letters instead),
      * drop jobs past their deadline to the dead letters, then lease up to
      * req->max pending jobs (highest priority, then oldest) to the caller,
      * incrementing attempt. Blocks up to req->timeout_ms when nothing is due,
