@@ -1,0 +1,1115 @@
+/* runq_lua.c -- runq.core, the C half of the Lua binding.
+ *
+ * Handles:
+ *   runq.client  an engine client plus the Lua handlers of its tasks
+ *   runq.worker  a PULL-mode worker: jobs are taken with runq_worker_next
+ *                and handlers run on the calling Lua thread, so the engine
+ *                never touches a lua_State from one of its threads
+ *   runq.job     a job held by the worker while its handler runs
+ *   runq.retry   the value a handler returns (or raises) to ask for a retry
+ *
+ * The engine objects live in small refcounted boxes outside Lua so the
+ * order in which lua_close() runs finalizers cannot free a client before
+ * the workers and jobs that still use it.
+ *
+ * Errors: every method returns nil, message, code_name on failure; the
+ * raising variants are in lua/runq/init.lua. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "compat.h"
+#include "mpack.h"
+#include "runq.h"
+
+#if defined(__GNUC__)
+#define RUNQ_LUA_EXPORT __attribute__((visibility("default")))
+#else
+#define RUNQ_LUA_EXPORT
+#endif
+
+#define MT_CLIENT "runq.client"
+#define MT_WORKER "runq.worker"
+#define MT_JOB "runq.job"
+#define MT_RETRY "runq.retry"
+
+/* ---------------------------------------------------------------- */
+/* Boxes                                                             */
+/* ---------------------------------------------------------------- */
+
+typedef struct handler_ref {
+    char *name;
+    int ref; /* registry ref to the Lua function */
+} handler_ref;
+
+typedef struct cl_box {
+    runq_client *c;
+    int refs;        /* the Lua userdata + every worker box */
+    handler_ref *handlers;
+    size_t nhandlers;
+} cl_box;
+
+typedef struct wk_box {
+    runq_worker *w;
+    cl_box *cl;
+    int refs;        /* the Lua userdata + every live job */
+    int stop;        /* stop requested (possibly from inside a handler) */
+    int stop_sent;   /* runq_worker_stop has been called */
+    int in_handler;  /* a Lua handler is running on this worker */
+} wk_box;
+
+typedef struct cl_ud { cl_box *box; } cl_ud;
+typedef struct wk_ud { wk_box *box; int client_ref; } wk_ud;
+typedef struct job_ud { runq_job *job; wk_box *wk; int in_handler; } job_ud;
+typedef struct retry_ud { int64_t delay_ms; } retry_ud;
+
+static void cl_unref(cl_box *b)
+{
+    if (b == NULL || --b->refs > 0)
+        return;
+    runq_client_close(b->c);
+    free(b->handlers);
+    free(b);
+}
+
+static void wk_unref(wk_box *b)
+{
+    if (b == NULL || --b->refs > 0)
+        return;
+    runq_worker_free(b->w);
+    cl_unref(b->cl);
+    free(b);
+}
+
+/* ---------------------------------------------------------------- */
+/* Helpers                                                           */
+/* ---------------------------------------------------------------- */
+
+static const char *code_name(int code)
+{
+    switch (code) {
+    case RUNQ_EINVAL: return "EINVAL";
+    case RUNQ_ENOMEM: return "ENOMEM";
+    case RUNQ_EURL: return "EURL";
+    case RUNQ_ENOTASK: return "ENOTASK";
+    case RUNQ_ETOOBIG: return "ETOOBIG";
+    case RUNQ_EDUPLICATE: return "EDUPLICATE";
+    case RUNQ_EFULL: return "EFULL";
+    case RUNQ_ETIMEOUT: return "ETIMEOUT";
+    case RUNQ_ESTALE: return "ESTALE";
+    case RUNQ_ECLOSED: return "ECLOSED";
+    case RUNQ_EIO: return "EIO";
+    case RUNQ_EDURABILITY: return "EDURABILITY";
+    case RUNQ_ENOTFOUND: return "ENOTFOUND";
+    case RUNQ_EPROTO: return "EPROTO";
+    case RUNQ_ESTATE: return "ESTATE";
+    default: return "EUNKNOWN";
+    }
+}
+
+/* nil, "strerror: detail", "ECODE" */
+static int push_rq_error(lua_State *L, int code)
+{
+    const char *detail = runq_error_last();
+    lua_pushnil(L);
+    if (detail != NULL && detail[0] != '\0')
+        lua_pushfstring(L, "%s: %s", runq_strerror(code), detail);
+    else
+        lua_pushstring(L, runq_strerror(code));
+    lua_pushstring(L, code_name(code));
+    return 3;
+}
+
+static int push_msg_error(lua_State *L, const char *msg, const char *code)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushstring(L, code);
+    return 3;
+}
+
+/* Seconds (Lua numbers) to milliseconds, rounded. */
+static int64_t secs_to_ms(lua_Number s)
+{
+    return (int64_t)llround((double)s * 1000.0);
+}
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Option readers: field of the table at idx (0 means "no table"). Each
+ * returns 0 when absent, 1 when read, -1 on a type error (message pushed
+ * through errbuf). */
+static int opt_field(lua_State *L, int idx, const char *name, int type,
+                     char err[RQ_ERR_SIZE])
+{
+    if (idx == 0)
+        return 0;
+    lua_getfield(L, idx, name);
+    int t = lua_type(L, -1);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (t != type) {
+        snprintf(err, RQ_ERR_SIZE, "option '%s' must be a %s (got %s)", name,
+                 lua_typename(L, type), luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    return 1; /* value left on the stack */
+}
+
+static int opt_secs(lua_State *L, int idx, const char *name, int64_t *out,
+                    char err[RQ_ERR_SIZE])
+{
+    int r = opt_field(L, idx, name, LUA_TNUMBER, err);
+    if (r == 1) {
+        lua_Number v = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        if (!(v >= 0) || v > 9e15) {
+            snprintf(err, RQ_ERR_SIZE, "option '%s' must be a non-negative number of seconds", name);
+            return -1;
+        }
+        *out = secs_to_ms(v);
+    }
+    return r;
+}
+
+static int opt_int(lua_State *L, int idx, const char *name, long long lo,
+                   long long hi, long long *out, char err[RQ_ERR_SIZE])
+{
+    int r = opt_field(L, idx, name, LUA_TNUMBER, err);
+    if (r == 1) {
+        int ok = lua_isinteger(L, -1);
+        long long v = ok ? RQ_TOINT64(L, -1) : 0;
+        lua_pop(L, 1);
+        if (!ok || v < lo || v > hi) {
+            snprintf(err, RQ_ERR_SIZE, "option '%s' must be an integer in [%lld, %lld]",
+                     name, lo, hi);
+            return -1;
+        }
+        *out = v;
+    }
+    return r;
+}
+
+static int opt_num(lua_State *L, int idx, const char *name, double *out,
+                   char err[RQ_ERR_SIZE])
+{
+    int r = opt_field(L, idx, name, LUA_TNUMBER, err);
+    if (r == 1) {
+        *out = (double)lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+    return r;
+}
+
+/* String options stay on the Lua stack (so the pointer stays valid) until
+ * the caller's function returns. */
+static int opt_str(lua_State *L, int idx, const char *name, const char **out,
+                   char err[RQ_ERR_SIZE])
+{
+    int r = opt_field(L, idx, name, LUA_TSTRING, err);
+    if (r == 1)
+        *out = lua_tostring(L, -1);
+    return r;
+}
+
+static int opt_table_index(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx))
+        return 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    return idx;
+}
+
+/* FNV-1a 64: a stable, dependency-free hash for once_in keys, reproduced
+ * by lua/runq/resty.lua through core.hash. */
+static uint64_t fnv1a64(const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* ---------------------------------------------------------------- */
+/* Module functions                                                  */
+/* ---------------------------------------------------------------- */
+
+static int l_open(lua_State *L)
+{
+    const char *url = luaL_optstring(L, 1, "memory://");
+    int o = opt_table_index(L, 2);
+    char err[RQ_ERR_SIZE];
+    runq_client_options copts = RUNQ_CLIENT_OPTIONS_INIT;
+    long long iv = 0;
+    int64_t ms = 0;
+    int r;
+    if ((r = opt_int(L, o, "max_payload", 1, INT32_MAX, &iv, err)) < 0) goto bad;
+    if (r) copts.max_payload = (size_t)iv;
+    if ((r = opt_secs(L, o, "connect_timeout", &ms, err)) < 0) goto bad;
+    if (r) copts.connect_timeout_ms = (int)ms;
+    if ((r = opt_secs(L, o, "command_timeout", &ms, err)) < 0) goto bad;
+    if (r) copts.command_timeout_ms = (int)ms;
+    if ((r = opt_secs(L, o, "result_ttl", &ms, err)) < 0) goto bad;
+    if (r) copts.result_ttl_ms = ms;
+
+    cl_box *box = calloc(1, sizeof *box);
+    if (box == NULL)
+        return push_msg_error(L, "out of memory", "ENOMEM");
+    int rc = runq_client_open(&box->c, url, &copts);
+    if (rc != 0) {
+        free(box);
+        return push_rq_error(L, rc);
+    }
+    box->refs = 1;
+    cl_ud *ud = lua_newuserdata(L, sizeof *ud);
+    ud->box = box;
+    luaL_setmetatable(L, MT_CLIENT);
+    return 1;
+bad:
+    return push_msg_error(L, err, "EINVAL");
+}
+
+static int l_pack(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    rq_buf b = { 0 };
+    char err[RQ_ERR_SIZE];
+    int rc = lua_toboolean(L, 2) ? rq_mp_encode_args(L, 1, &b, err)
+                                 : rq_mp_encode(L, 1, &b, err);
+    if (rc != 0) {
+        rq_buf_free(&b);
+        return push_msg_error(L, err, "EINVAL");
+    }
+    lua_pushlstring(L, b.p, b.len);
+    rq_buf_free(&b);
+    return 1;
+}
+
+static int l_unpack(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char err[RQ_ERR_SIZE];
+    int rc = lua_toboolean(L, 2) ? rq_mp_decode_args(L, s, n, err)
+                                 : rq_mp_decode(L, s, n, err);
+    if (rc != 0)
+        return push_msg_error(L, err, "EPROTO");
+    return 1;
+}
+
+static int l_hash(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv1a64(s, n));
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+static int l_retry(lua_State *L)
+{
+    lua_Number d = luaL_optnumber(L, 1, -1);
+    retry_ud *r = lua_newuserdata(L, sizeof *r);
+    r->delay_ms = d < 0 ? -1 : secs_to_ms(d);
+    luaL_setmetatable(L, MT_RETRY);
+    return 1;
+}
+
+static int l_is_retry(lua_State *L)
+{
+    lua_pushboolean(L, luaL_testudata(L, 1, MT_RETRY) != NULL);
+    return 1;
+}
+
+static int retry_tostring(lua_State *L)
+{
+    retry_ud *r = luaL_checkudata(L, 1, MT_RETRY);
+    lua_pushfstring(L, "runq.retry(%f)", (double)r->delay_ms / 1000.0);
+    return 1;
+}
+
+static int l_version(lua_State *L)
+{
+    lua_pushstring(L, runq_version_string());
+    lua_pushinteger(L, runq_version());
+    return 2;
+}
+
+/* ---------------------------------------------------------------- */
+/* Client                                                            */
+/* ---------------------------------------------------------------- */
+
+static cl_box *check_client(lua_State *L, int idx)
+{
+    cl_ud *ud = luaL_checkudata(L, idx, MT_CLIENT);
+    if (ud->box == NULL)
+        luaL_error(L, "runq client is closed");
+    return ud->box;
+}
+
+static handler_ref *find_handler(cl_box *b, const char *name)
+{
+    for (size_t i = 0; i < b->nhandlers; i++)
+        if (strcmp(b->handlers[i].name, name) == 0)
+            return &b->handlers[i];
+    return NULL;
+}
+
+static void release_handlers(lua_State *L, cl_box *b)
+{
+    for (size_t i = 0; i < b->nhandlers; i++) {
+        luaL_unref(L, LUA_REGISTRYINDEX, b->handlers[i].ref);
+        free(b->handlers[i].name);
+    }
+    b->nhandlers = 0;
+}
+
+static int c_gc(lua_State *L)
+{
+    cl_ud *ud = luaL_checkudata(L, 1, MT_CLIENT);
+    if (ud->box != NULL) {
+        release_handlers(L, ud->box);
+        cl_unref(ud->box);
+        ud->box = NULL;
+    }
+    return 0;
+}
+
+/* Explicit close refuses while workers use the client: closing would drop
+ * the handlers they dispatch to. */
+static int c_close(lua_State *L)
+{
+    cl_ud *ud = luaL_checkudata(L, 1, MT_CLIENT);
+    if (ud->box != NULL && ud->box->refs > 1)
+        return push_msg_error(L, "close the workers of this client first", "ESTATE");
+    if (ud->box != NULL) {
+        release_handlers(L, ud->box);
+        cl_unref(ud->box);
+        ud->box = NULL;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int c_backend(lua_State *L)
+{
+    lua_pushstring(L, runq_client_backend(check_client(L, 1)->c));
+    return 1;
+}
+
+/* client:task(name, handler_or_nil, opts) */
+static int c_task(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TFUNCTION);
+    int o = opt_table_index(L, 4);
+    char err[RQ_ERR_SIZE];
+    runq_task_options t = RUNQ_TASK_OPTIONS_INIT;
+    long long iv = 0;
+    int64_t ms = 0;
+    double d = 0;
+    int r;
+    if ((r = opt_str(L, o, "queue", &t.queue, err)) < 0) goto bad;
+    if ((r = opt_int(L, o, "max_retries", 0, INT32_MAX, &iv, err)) < 0) goto bad;
+    if (r) t.max_retries = (int)iv;
+    if ((r = opt_secs(L, o, "backoff_min", &ms, err)) < 0) goto bad;
+    if (r) t.backoff_min_ms = ms;
+    if ((r = opt_secs(L, o, "backoff_max", &ms, err)) < 0) goto bad;
+    if (r) t.backoff_max_ms = ms;
+    if ((r = opt_num(L, o, "backoff_factor", &d, err)) < 0) goto bad;
+    if (r) t.backoff_factor = d;
+    if ((r = opt_num(L, o, "backoff_jitter", &d, err)) < 0) goto bad;
+    if (r) t.backoff_jitter = d;
+    if ((r = opt_secs(L, o, "timeout", &ms, err)) < 0) goto bad;
+    if (r) t.timeout_ms = ms;
+    if ((r = opt_secs(L, o, "unique_ttl", &ms, err)) < 0) goto bad;
+    if (r) t.unique_ttl_ms = ms;
+
+    /* The engine never calls back into Lua: handler stays NULL and the
+     * worker dispatches in pull mode. */
+    int rc = runq_task_register(NULL, b->c, name, &t);
+    if (rc != 0)
+        return push_rq_error(L, rc);
+
+    handler_ref *h = find_handler(b, name);
+    if (h == NULL && !lua_isnoneornil(L, 3)) {
+        handler_ref *nh = realloc(b->handlers, (b->nhandlers + 1) * sizeof *nh);
+        if (nh == NULL)
+            return push_msg_error(L, "out of memory", "ENOMEM");
+        b->handlers = nh;
+        h = &nh[b->nhandlers];
+        h->name = strdup(name);
+        if (h->name == NULL)
+            return push_msg_error(L, "out of memory", "ENOMEM");
+        h->ref = LUA_NOREF;
+        b->nhandlers++;
+    }
+    if (h != NULL) {
+        /* Replacing a handler unpins the old function. */
+        luaL_unref(L, LUA_REGISTRYINDEX, h->ref);
+        h->ref = LUA_NOREF;
+        if (!lua_isnoneornil(L, 3)) {
+            lua_pushvalue(L, 3);
+            h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+bad:
+    return push_msg_error(L, err, "EINVAL");
+}
+
+/* Read enqueue options; string fields stay referenced from the stack. */
+static int read_enqueue_opts(lua_State *L, int o, runq_enqueue_options *e,
+                             int64_t *once_ms, char err[RQ_ERR_SIZE])
+{
+    long long iv = 0;
+    int64_t ms = 0;
+    int r;
+    if (opt_str(L, o, "queue", &e->queue, err) < 0) return -1;
+    if ((r = opt_secs(L, o, "delay", &ms, err)) < 0) return -1;
+    if (r) e->delay_ms = ms;
+    if ((r = opt_secs(L, o, "eta", &ms, err)) < 0) return -1;
+    if (r) e->eta_ms = ms;
+    if ((r = opt_int(L, o, "priority", INT32_MIN, INT32_MAX, &iv, err)) < 0) return -1;
+    if (r) e->priority = (int32_t)iv;
+    if ((r = opt_int(L, o, "max_retries", 0, INT32_MAX, &iv, err)) < 0) return -1;
+    if (r) e->max_retries = (int)iv;
+    if ((r = opt_secs(L, o, "timeout", &ms, err)) < 0) return -1;
+    if (r) e->timeout_ms = ms;
+    if ((r = opt_secs(L, o, "ttl", &ms, err)) < 0) return -1;
+    if (r) e->ttl_ms = ms;
+    if ((r = opt_secs(L, o, "deadline", &ms, err)) < 0) return -1;
+    if (r) e->deadline_ms = ms;
+    if (opt_str(L, o, "unique_key", &e->unique_key, err) < 0) return -1;
+    if ((r = opt_secs(L, o, "unique_ttl", &ms, err)) < 0) return -1;
+    if (r) e->unique_ttl_ms = ms;
+    if ((r = opt_int(L, o, "replicate", 0, 64, &iv, err)) < 0) return -1;
+    if (r) e->replicate = (int)iv;
+    if ((r = opt_secs(L, o, "replicate_timeout", &ms, err)) < 0) return -1;
+    if (r) e->replicate_timeout_ms = (int)ms;
+    if ((r = opt_secs(L, o, "once_in", &ms, err)) < 0) return -1;
+    *once_ms = r ? ms : 0;
+    if (r && ms <= 0) {
+        snprintf(err, RQ_ERR_SIZE, "option 'once_in' must be positive");
+        return -1;
+    }
+    if (*once_ms > 0 && e->unique_key != NULL) {
+        snprintf(err, RQ_ERR_SIZE, "options 'once_in' and 'unique_key' are exclusive");
+        return -1;
+    }
+    return 0;
+}
+
+/* client:enqueue(task, args, opts) -> id | nil, err, code[, existing_id] */
+static int c_enqueue(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    const char *task = luaL_checkstring(L, 2);
+    int o = opt_table_index(L, 4);
+    char err[RQ_ERR_SIZE];
+    runq_enqueue_options e = RUNQ_ENQUEUE_OPTIONS_INIT;
+    int64_t once_ms = 0;
+    if (read_enqueue_opts(L, o, &e, &once_ms, err) != 0)
+        return push_msg_error(L, err, "EINVAL");
+
+    rq_buf buf = { 0 };
+    if (rq_mp_encode_args(L, 3, &buf, err) != 0) {
+        rq_buf_free(&buf);
+        return push_msg_error(L, err, "EINVAL");
+    }
+    /* once_in: at most one job per task+args per period; the key names the
+     * period's bucket so the next period gets a fresh key. */
+    char key[RUNQ_NAME_MAX + 64];
+    if (once_ms > 0) {
+        snprintf(key, sizeof key, "once:%s:%016llx:%lld", task,
+                 (unsigned long long)fnv1a64(buf.p, buf.len),
+                 (long long)(now_ms() / once_ms));
+        e.unique_key = key;
+        if (e.unique_ttl_ms < 0)
+            e.unique_ttl_ms = once_ms;
+    }
+    char id[RUNQ_ID_SIZE] = { 0 };
+    int rc = runq_enqueue(b->c, id, task, buf.p, buf.len, &e);
+    rq_buf_free(&buf);
+    if (rc != 0) {
+        int n = push_rq_error(L, rc);
+        if (rc == RUNQ_EDUPLICATE && id[0] != '\0') {
+            lua_pushstring(L, id);
+            n++;
+        }
+        return n;
+    }
+    lua_pushstring(L, id);
+    return 1;
+}
+
+static const char *state_name(runq_job_state s)
+{
+    switch (s) {
+    case RUNQ_STATE_SCHEDULED: return "scheduled";
+    case RUNQ_STATE_PENDING: return "pending";
+    case RUNQ_STATE_ACTIVE: return "active";
+    case RUNQ_STATE_DONE: return "done";
+    case RUNQ_STATE_DEAD: return "dead";
+    default: return "unknown";
+    }
+}
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (v == NULL)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_time(lua_State *L, const char *k, int64_t ms)
+{
+    if (ms == 0)
+        return;
+    lua_pushnumber(L, (lua_Number)ms / 1000.0);
+    lua_setfield(L, -2, k);
+}
+
+/* A snapshot as a plain table (times in seconds). */
+static void push_snapshot(lua_State *L, const runq_job *j)
+{
+    char err[RQ_ERR_SIZE];
+    size_t n;
+    const void *p;
+    lua_newtable(L);
+    set_str(L, "id", runq_job_id(j));
+    set_str(L, "task", runq_job_task(j));
+    set_str(L, "queue", runq_job_queue(j));
+    set_str(L, "state", state_name(runq_job_state_get(j)));
+    set_str(L, "unique_key", runq_job_unique_key(j));
+    set_str(L, "error", runq_job_error(j));
+    lua_pushinteger(L, runq_job_attempt(j));
+    lua_setfield(L, -2, "attempt");
+    lua_pushinteger(L, runq_job_max_retries(j));
+    lua_setfield(L, -2, "max_retries");
+    lua_pushinteger(L, runq_job_priority(j));
+    lua_setfield(L, -2, "priority");
+    set_time(L, "created_at", runq_job_created_at(j));
+    set_time(L, "eta", runq_job_eta(j));
+    set_time(L, "deadline", runq_job_deadline(j));
+    p = runq_job_args(j, &n);
+    if (p != NULL && rq_mp_decode_args(L, p, n, err) == 0)
+        lua_setfield(L, -2, "args");
+    p = runq_job_result(j, &n);
+    if (p != NULL && rq_mp_decode(L, p, n, err) == 0)
+        lua_setfield(L, -2, "result");
+}
+
+static int c_get(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    const char *id = luaL_checkstring(L, 2);
+    runq_job *j = NULL;
+    int rc = runq_job_get(&j, b->c, id);
+    if (rc != 0)
+        return push_rq_error(L, rc);
+    push_snapshot(L, j);
+    runq_job_free(j);
+    return 1;
+}
+
+/* client:wait(id, timeout_seconds_or_nil) -- nil waits without limit. */
+static int c_wait(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    const char *id = luaL_checkstring(L, 2);
+    int tmo = lua_isnoneornil(L, 3) ? -1 : (int)secs_to_ms(luaL_checknumber(L, 3));
+    runq_job *j = NULL;
+    int rc = runq_job_wait(&j, b->c, id, tmo);
+    if (rc != 0)
+        return push_rq_error(L, rc);
+    push_snapshot(L, j);
+    runq_job_free(j);
+    return 1;
+}
+
+static int c_stats(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    const char *q = luaL_optstring(L, 2, "default");
+    runq_queue_stats s;
+    int rc = runq_queue_stats_get(&s, b->c, q);
+    if (rc != 0)
+        return push_rq_error(L, rc);
+    lua_newtable(L);
+    lua_pushnumber(L, (lua_Number)s.scheduled); lua_setfield(L, -2, "scheduled");
+    lua_pushnumber(L, (lua_Number)s.pending); lua_setfield(L, -2, "pending");
+    lua_pushnumber(L, (lua_Number)s.active); lua_setfield(L, -2, "active");
+    lua_pushnumber(L, (lua_Number)s.dead); lua_setfield(L, -2, "dead");
+    return 1;
+}
+
+static int c_dead(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    const char *q = luaL_optstring(L, 2, "default");
+    lua_Integer cap = luaL_optinteger(L, 3, 100);
+    if (cap < 1 || cap > 100000)
+        return push_msg_error(L, "cap must be in [1, 100000]", "EINVAL");
+    char (*ids)[RUNQ_ID_SIZE] = calloc((size_t)cap, RUNQ_ID_SIZE);
+    if (ids == NULL)
+        return push_msg_error(L, "out of memory", "ENOMEM");
+    size_t count = 0;
+    int rc = runq_dead_list(ids, &count, b->c, q, (size_t)cap);
+    if (rc != 0) {
+        free(ids);
+        return push_rq_error(L, rc);
+    }
+    lua_createtable(L, (int)count, 0);
+    for (size_t i = 0; i < count; i++) {
+        lua_pushstring(L, ids[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    free(ids);
+    return 1;
+}
+
+static int c_retry_dead(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    int rc = runq_dead_retry(b->c, luaL_checkstring(L, 2));
+    if (rc != 0)
+        return push_rq_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int c_configure(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    const char *q = luaL_checkstring(L, 2);
+    int o = opt_table_index(L, 3);
+    char err[RQ_ERR_SIZE];
+    runq_queue_options qo = RUNQ_QUEUE_OPTIONS_INIT;
+    long long iv = 0;
+    int r = opt_int(L, o, "max_len", 0, INT64_MAX / 2, &iv, err);
+    if (r < 0)
+        return push_msg_error(L, err, "EINVAL");
+    if (r)
+        qo.max_len = iv;
+    int rc = runq_queue_configure(b->c, q, &qo);
+    if (rc != 0)
+        return push_rq_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* client:worker{queues=..., weights=..., concurrency=..., lease=..., auto_extend=...} */
+static int c_worker(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    int o = opt_table_index(L, 2);
+    char err[RQ_ERR_SIZE];
+    runq_worker_options w = RUNQ_WORKER_OPTIONS_INIT;
+    w.mode = RUNQ_WORKER_PULL;
+    /* Pull mode runs one handler at a time on this thread; more held jobs
+     * would only wait while their leases run down. */
+    w.concurrency = 1;
+    long long iv = 0;
+    int64_t ms = 0;
+    int r;
+    const char *qs[64];
+    unsigned int weights[64];
+    size_t nq = 0, nw = 0;
+    if (o != 0) {
+        lua_getfield(L, o, "queues");
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            qs[nq++] = lua_tostring(L, -1);
+        } else if (lua_type(L, -1) == LUA_TTABLE) {
+            size_t n = lua_rawlen(L, -1);
+            if (n > 64)
+                return push_msg_error(L, "at most 64 queues", "EINVAL");
+            for (size_t i = 1; i <= n; i++) {
+                lua_rawgeti(L, -1, (int)i);
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    return push_msg_error(L, "queues must be strings", "EINVAL");
+                qs[nq++] = lua_tostring(L, -1);
+                lua_pop(L, 1); /* still referenced by the queues table */
+            }
+        } else if (!lua_isnil(L, -1)) {
+            return push_msg_error(L, "option 'queues' must be a string or a list", "EINVAL");
+        }
+        lua_getfield(L, o, "weights");
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            nw = lua_rawlen(L, -1);
+            if (nw != nq)
+                return push_msg_error(L, "need one weight per queue", "EINVAL");
+            for (size_t i = 1; i <= nw; i++) {
+                lua_rawgeti(L, -1, (int)i);
+                lua_Number v = lua_tonumber(L, -1);
+                lua_pop(L, 1);
+                if (!(v >= 1) || v > 1e6)
+                    return push_msg_error(L, "weights must be positive integers", "EINVAL");
+                weights[i - 1] = (unsigned int)v;
+            }
+        } else if (!lua_isnil(L, -1)) {
+            return push_msg_error(L, "option 'weights' must be a list", "EINVAL");
+        }
+    }
+    if (nq > 0) {
+        w.queues = qs;
+        w.nqueues = nq;
+    }
+    if (nw > 0)
+        w.weights = weights;
+    if ((r = opt_int(L, o, "concurrency", 1, 1024, &iv, err)) < 0) goto bad;
+    if (r) w.concurrency = (int)iv;
+    if ((r = opt_secs(L, o, "lease", &ms, err)) < 0) goto bad;
+    if (r) w.lease_ms = ms;
+    if (o != 0) {
+        lua_getfield(L, o, "auto_extend");
+        if (!lua_isnil(L, -1))
+            w.auto_extend = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+
+    wk_box *wb = calloc(1, sizeof *wb);
+    if (wb == NULL)
+        return push_msg_error(L, "out of memory", "ENOMEM");
+    int rc = runq_worker_create(&wb->w, b->c, &w);
+    if (rc != 0) {
+        free(wb);
+        return push_rq_error(L, rc);
+    }
+    wb->cl = b;
+    b->refs++;
+    wb->refs = 1;
+    wk_ud *ud = lua_newuserdata(L, sizeof *ud);
+    ud->box = wb;
+    ud->client_ref = LUA_NOREF;
+    luaL_setmetatable(L, MT_WORKER);
+    /* Pin the client userdata so its handlers live as long as the worker. */
+    lua_pushvalue(L, 1);
+    ud->client_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+bad:
+    return push_msg_error(L, err, "EINVAL");
+}
+
+static int c_tostring(lua_State *L)
+{
+    cl_ud *ud = luaL_checkudata(L, 1, MT_CLIENT);
+    if (ud->box == NULL)
+        lua_pushstring(L, "runq.client (closed)");
+    else
+        lua_pushfstring(L, "runq.client (%s): %p", runq_client_backend(ud->box->c),
+                        (void *)ud->box);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- */
+/* Jobs (inside a handler)                                           */
+/* ---------------------------------------------------------------- */
+
+static runq_job *check_job(lua_State *L)
+{
+    job_ud *ud = luaL_checkudata(L, 1, MT_JOB);
+    if (ud->job == NULL)
+        luaL_error(L, "runq job is no longer valid (its handler returned)");
+    return ud->job;
+}
+
+static void job_release(job_ud *ud)
+{
+    if (ud->job != NULL) {
+        runq_job_free(ud->job);
+        ud->job = NULL;
+    }
+    if (ud->wk != NULL) {
+        wk_box *wk = ud->wk;
+        ud->wk = NULL;
+        wk_unref(wk);
+    }
+}
+
+static int j_gc(lua_State *L)
+{
+    job_release(luaL_checkudata(L, 1, MT_JOB));
+    return 0;
+}
+
+static int j_id(lua_State *L) { lua_pushstring(L, runq_job_id(check_job(L))); return 1; }
+static int j_task(lua_State *L) { lua_pushstring(L, runq_job_task(check_job(L))); return 1; }
+static int j_queue(lua_State *L) { lua_pushstring(L, runq_job_queue(check_job(L))); return 1; }
+static int j_attempt(lua_State *L) { lua_pushinteger(L, runq_job_attempt(check_job(L))); return 1; }
+static int j_max_retries(lua_State *L) { lua_pushinteger(L, runq_job_max_retries(check_job(L))); return 1; }
+static int j_priority(lua_State *L) { lua_pushinteger(L, runq_job_priority(check_job(L))); return 1; }
+static int j_cancelled(lua_State *L) { lua_pushboolean(L, runq_job_cancelled(check_job(L))); return 1; }
+static int j_unique_key(lua_State *L)
+{
+    const char *k = runq_job_unique_key(check_job(L));
+    if (k == NULL) lua_pushnil(L); else lua_pushstring(L, k);
+    return 1;
+}
+static int j_args(lua_State *L)
+{
+    size_t n;
+    const void *p = runq_job_args(check_job(L), &n);
+    char err[RQ_ERR_SIZE];
+    if (rq_mp_decode_args(L, p, n, err) != 0)
+        return push_msg_error(L, err, "EPROTO");
+    return 1;
+}
+
+/* ---------------------------------------------------------------- */
+/* Worker                                                            */
+/* ---------------------------------------------------------------- */
+
+static wk_box *check_worker(lua_State *L, int idx)
+{
+    wk_ud *ud = luaL_checkudata(L, idx, MT_WORKER);
+    if (ud->box == NULL)
+        luaL_error(L, "runq worker is closed");
+    return ud->box;
+}
+
+/* Message handler: keep retry requests intact, add a traceback to errors. */
+static int handler_msgh(lua_State *L)
+{
+    if (luaL_testudata(L, 1, MT_RETRY) != NULL)
+        return 1;
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL)
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Settle the job according to the handler's outcome at the top of the
+ * stack. Returns the outcome name pushed for the caller. */
+static const char *settle(lua_State *L, runq_job *job, int ok)
+{
+    char err[RQ_ERR_SIZE];
+    retry_ud *rr = luaL_testudata(L, -1, MT_RETRY);
+    if (rr != NULL) {
+        runq_job_fail(job, "retry requested by the handler", rr->delay_ms);
+        return "retry";
+    }
+    if (!ok) {
+        const char *msg = lua_tostring(L, -1);
+        runq_job_fail(job, msg != NULL ? msg : "handler failed", -1);
+        return "failed";
+    }
+    rq_buf b = { 0 };
+    if (rq_mp_encode(L, -1, &b, err) != 0) {
+        rq_buf_free(&b);
+        char msg[RQ_ERR_SIZE + 64];
+        snprintf(msg, sizeof msg, "handler result: %s", err);
+        runq_job_fail(job, msg, -1);
+        return "failed";
+    }
+    int rc = runq_job_ack(job, b.p, b.len);
+    rq_buf_free(&b);
+    return rc == 0 ? "done" : "stale";
+}
+
+/* worker:run_once(timeout_seconds) -> outcome | false (nothing came) |
+ * nil, err, code. Outcome: "done", "failed", "retry", "stale". */
+static int w_run_once(lua_State *L)
+{
+    wk_box *wk = check_worker(L, 1);
+    lua_Number t = luaL_optnumber(L, 2, 1.0);
+    int tmo = t < 0 ? -1 : (int)secs_to_ms(t);
+    if (wk->stop)
+        return push_msg_error(L, "worker stopped", "ECLOSED");
+
+    /* The job userdata exists before anything can raise, so its __gc frees
+     * (and thereby releases) the job on every path. */
+    job_ud *ud = lua_newuserdata(L, sizeof *ud);
+    ud->job = NULL;
+    ud->wk = NULL;
+    ud->in_handler = 0;
+    luaL_setmetatable(L, MT_JOB);
+    int ji = lua_gettop(L);
+
+    runq_job *job = NULL;
+    int rc = runq_worker_next(wk->w, &job, tmo);
+    if (rc == RUNQ_ETIMEOUT) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc != 0)
+        return push_rq_error(L, rc);
+    ud->job = job;
+    ud->wk = wk;
+    wk->refs++;
+
+    char err[RQ_ERR_SIZE];
+    handler_ref *h = find_handler(wk->cl, runq_job_task(job));
+    const char *outcome;
+    if (h == NULL || h->ref == LUA_NOREF) {
+        char msg[RUNQ_NAME_MAX + 64];
+        snprintf(msg, sizeof msg, "no Lua handler for task '%s'", runq_job_task(job));
+        runq_job_fail(job, msg, -1);
+        outcome = "failed";
+    } else {
+        lua_pushcfunction(L, handler_msgh);
+        int mh = lua_gettop(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
+        size_t n;
+        const void *p = runq_job_args(job, &n);
+        if (rq_mp_decode_args(L, p, n, err) != 0) {
+            char msg[RQ_ERR_SIZE + 32];
+            snprintf(msg, sizeof msg, "bad job args: %s", err);
+            runq_job_fail(job, msg, -1);
+            outcome = "failed";
+        } else {
+            lua_pushvalue(L, ji);
+            ud->in_handler = 1;
+            wk->in_handler++;
+            int st = lua_pcall(L, 2, 1, mh);
+            wk->in_handler--;
+            ud->in_handler = 0;
+            outcome = settle(L, job, st == 0);
+        }
+    }
+    /* Settled: free it now rather than at the next GC cycle. */
+    job_release(ud);
+    if (wk->stop && !wk->stop_sent && wk->in_handler == 0) {
+        wk->stop_sent = 1;
+        runq_worker_stop(wk->w, 0);
+    }
+    lua_pushstring(L, outcome);
+    return 1;
+}
+
+static int w_stop(lua_State *L)
+{
+    wk_box *wk = check_worker(L, 1);
+    lua_Number g = luaL_optnumber(L, 2, 0);
+    wk->stop = 1;
+    /* From inside a handler the engine stop waits until the held job is
+     * settled (run_once does it), so it cannot release that job. */
+    if (wk->in_handler == 0 && !wk->stop_sent) {
+        wk->stop_sent = 1;
+        runq_worker_stop(wk->w, secs_to_ms(g));
+    }
+    return 0;
+}
+
+static int w_stopped(lua_State *L)
+{
+    lua_pushboolean(L, check_worker(L, 1)->stop);
+    return 1;
+}
+
+static int w_stats(lua_State *L)
+{
+    wk_box *wk = check_worker(L, 1);
+    runq_worker_stats s;
+    runq_worker_stats_get(&s, wk->w);
+    lua_newtable(L);
+    lua_pushnumber(L, (lua_Number)s.processed); lua_setfield(L, -2, "processed");
+    lua_pushnumber(L, (lua_Number)s.failed); lua_setfield(L, -2, "failed");
+    lua_pushnumber(L, (lua_Number)s.dead); lua_setfield(L, -2, "dead");
+    lua_pushnumber(L, (lua_Number)s.running); lua_setfield(L, -2, "running");
+    return 1;
+}
+
+static int w_close(lua_State *L)
+{
+    wk_ud *ud = luaL_checkudata(L, 1, MT_WORKER);
+    if (ud->box != NULL) {
+        ud->box->stop = 1;
+        wk_unref(ud->box);
+        ud->box = NULL;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, ud->client_ref);
+    ud->client_ref = LUA_NOREF;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* Registration                                                      */
+/* ---------------------------------------------------------------- */
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      lua_CFunction gc, lua_CFunction tostring)
+{
+    luaL_newmetatable(L, name);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    if (gc != NULL) {
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__close");
+#endif
+    }
+    if (tostring != NULL) {
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+}
+
+RUNQ_LUA_EXPORT int luaopen_runq_core(lua_State *L);
+
+int luaopen_runq_core(lua_State *L)
+{
+    static const luaL_Reg client_m[] = {
+        { "close", c_close }, { "backend", c_backend }, { "task", c_task },
+        { "enqueue", c_enqueue }, { "get", c_get }, { "wait", c_wait },
+        { "stats", c_stats }, { "dead", c_dead }, { "retry_dead", c_retry_dead },
+        { "configure", c_configure }, { "worker", c_worker }, { NULL, NULL }
+    };
+    static const luaL_Reg worker_m[] = {
+        { "run_once", w_run_once }, { "stop", w_stop }, { "stopped", w_stopped },
+        { "stats", w_stats }, { "close", w_close }, { NULL, NULL }
+    };
+    static const luaL_Reg job_m[] = {
+        { "id", j_id }, { "task", j_task }, { "queue", j_queue },
+        { "attempt", j_attempt }, { "max_retries", j_max_retries },
+        { "priority", j_priority }, { "cancelled", j_cancelled },
+        { "unique_key", j_unique_key }, { "args", j_args }, { NULL, NULL }
+    };
+    static const luaL_Reg retry_m[] = { { NULL, NULL } };
+    static const luaL_Reg mod[] = {
+        { "open", l_open }, { "pack", l_pack }, { "unpack", l_unpack },
+        { "hash", l_hash }, { "retry", l_retry }, { "is_retry", l_is_retry },
+        { "version", l_version }, { NULL, NULL }
+    };
+
+    /* Refuse to run against an engine with another ABI. */
+    if (runq_version() / 100 != RUNQ_VERSION_NUMBER / 100)
+        return luaL_error(L, "runq.core was built for runq %s but the engine is %s",
+                          RUNQ_VERSION_STRING, runq_version_string());
+
+    new_class(L, MT_CLIENT, client_m, c_gc, c_tostring);
+    new_class(L, MT_WORKER, worker_m, w_close, NULL);
+    new_class(L, MT_JOB, job_m, j_gc, NULL);
+    new_class(L, MT_RETRY, retry_m, NULL, retry_tostring);
+
+    luaL_newlib(L, mod);
+    lua_pushstring(L, RUNQ_VERSION_STRING);
+    lua_setfield(L, -2, "_VERSION");
+    return 1;
+}

@@ -1,0 +1,53 @@
+-- GC safety: finalizers in any order, no growth over many jobs.
+local runq = require "runq"
+local h = require "helper"
+
+local function heap_kb()
+  collectgarbage("collect")
+  collectgarbage("collect")
+  return collectgarbage("count")
+end
+
+describe("runq GC safety (" .. h.url .. ")", function()
+  it("collects apps, workers and handlers in any order", function()
+    for i = 1, 50 do
+      local app = assert(runq.new(h.url))
+      local q = h.name("gc")
+      assert(app:task("t", function() return i end, { queue = q }))
+      local w = assert(app:worker { queues = { q } })
+      assert(app:enqueue("t", {}))
+      if i % 2 == 0 then
+        assert.are.equal("done", w:run_once(h.WAIT))
+      end
+      -- Drop the app first: the worker keeps it (and its handlers) alive.
+      app = nil -- luacheck: ignore
+      collectgarbage("collect")
+      if i % 2 == 1 then
+        assert.are.equal("done", w:run_once(h.WAIT))
+      end
+      w = nil -- luacheck: ignore
+      collectgarbage("collect")
+    end
+  end)
+
+  it("does not grow over 10 000 jobs", function()
+    local app, q = h.fresh()
+    local payload = { "x", 1, { nested = { 1, 2, 3 } }, name = "job" }
+    assert(app:task("t", function(args, job)
+      return { args[1], job:attempt() }
+    end, { queue = q }))
+    local w = assert(app:worker { queues = { q } })
+    local function batch(n)
+      for _ = 1, n do
+        assert(app:enqueue("t", payload))
+        assert.are.equal("done", w:run_once(h.WAIT))
+      end
+    end
+    batch(1000) -- warm up caches, interned strings, tables
+    local before = heap_kb()
+    batch(10000)
+    local after = heap_kb()
+    -- A leak of even one table per job would be hundreds of KB.
+    assert.is_true(after - before < 64, ("heap grew by %.1f KB"):format(after - before))
+  end)
+end)
