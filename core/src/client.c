@@ -1,0 +1,309 @@
+/* The client: backend selection by URL, task registry, enqueue and the
+ * inspection calls. Queue semantics are the backend's (backend.h). */
+#include "client.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const DEFAULT_QUEUE = "default";
+
+int runq_client_open(runq_client **out, const char *url, const runq_client_options *options) {
+    rq_error_clear();
+    if (!out) return rq_error(RUNQ_EINVAL, "out is NULL");
+    *out = NULL;
+    runq_client_options defaults = RUNQ_CLIENT_OPTIONS_INIT;
+    if (options && options->version != RUNQ_CLIENT_OPTIONS_VERSION)
+        return rq_error(RUNQ_EINVAL, "runq_client_options.version is %u; this library knows %d",
+                        options->version, RUNQ_CLIENT_OPTIONS_VERSION);
+    runq_client_options o = options ? *options : defaults;
+    if (o.max_payload == 0) o.max_payload = defaults.max_payload;
+    if (o.connect_timeout_ms <= 0) o.connect_timeout_ms = defaults.connect_timeout_ms;
+    if (o.command_timeout_ms <= 0) o.command_timeout_ms = defaults.command_timeout_ms;
+    if (o.result_ttl_ms <= 0) o.result_ttl_ms = defaults.result_ttl_ms;
+
+    rq_url u;
+    int rc = rq_url_parse(&u, url);
+    if (rc) return rc;
+    if (u.connect_timeout_ms >= 0) o.connect_timeout_ms = u.connect_timeout_ms;
+    if (u.command_timeout_ms >= 0) o.command_timeout_ms = u.command_timeout_ms;
+
+    runq_client *c = rq_calloc(1, sizeof *c);
+    if (!c) {
+        rq_url_clear(&u);
+        return rq_error(RUNQ_ENOMEM, "out of memory");
+    }
+    c->options = o;
+    rc = u.scheme == RQ_URL_MEMORY ? rq_memory_open(&c->backend, &u, &o)
+                                   : rq_redis_open(&c->backend, &u, &o);
+    rq_url_clear(&u);
+    if (rc) {
+        rq_free(c);
+        return rc;
+    }
+    uv_mutex_init(&c->tasks_lock);
+    *out = c;
+    return 0;
+}
+
+void runq_client_close(runq_client *c) {
+    if (!c) return;
+    c->backend->ops->destroy(c->backend);
+    for (runq_task *t = c->tasks, *next; t; t = next) {
+        next = t->next;
+        rq_free(t->name);
+        rq_free((char *)t->options.queue);
+        rq_free(t);
+    }
+    uv_mutex_destroy(&c->tasks_lock);
+    rq_free(c);
+}
+
+const char *runq_client_backend(const runq_client *c) { return c->backend->ops->name; }
+
+/* ---- tasks ---- */
+
+static runq_task *task_find_locked(runq_client *c, const char *name) {
+    for (runq_task *t = c->tasks; t; t = t->next)
+        if (strcmp(t->name, name) == 0) return t;
+    return NULL;
+}
+
+runq_task *runq_task_find(runq_client *c, const char *name) {
+    if (!c || !name) return NULL;
+    uv_mutex_lock(&c->tasks_lock);
+    runq_task *t = task_find_locked(c, name);
+    uv_mutex_unlock(&c->tasks_lock);
+    return t;
+}
+
+int runq_task_register(runq_task **out, runq_client *c, const char *name,
+                       const runq_task_options *options) {
+    rq_error_clear();
+    if (out) *out = NULL;
+    if (!c) return rq_error(RUNQ_EINVAL, "client is NULL");
+    int rc = rq_name_check(name, "task");
+    if (rc) return rc;
+    runq_task_options o = RUNQ_TASK_OPTIONS_INIT;
+    if (options) {
+        if (options->version != RUNQ_TASK_OPTIONS_VERSION)
+            return rq_error(RUNQ_EINVAL, "runq_task_options.version is %u; this library knows %d",
+                            options->version, RUNQ_TASK_OPTIONS_VERSION);
+        o = *options;
+    }
+    if (o.queue && (rc = rq_name_check(o.queue, "queue"))) return rc;
+    if (o.max_retries < 0) return rq_error(RUNQ_EINVAL, "max_retries must be >= 0");
+    if (o.backoff_min_ms < 0 || o.backoff_max_ms < o.backoff_min_ms)
+        return rq_error(RUNQ_EINVAL, "backoff needs 0 <= min (%lld) <= max (%lld)",
+                        (long long)o.backoff_min_ms, (long long)o.backoff_max_ms);
+    if (!(o.backoff_factor >= 1.0) || !(o.backoff_jitter >= 0.0 && o.backoff_jitter <= 1.0))
+        return rq_error(RUNQ_EINVAL, "backoff needs factor >= 1 and 0 <= jitter <= 1");
+    if (o.timeout_ms < 0 || o.unique_ttl_ms <= 0)
+        return rq_error(RUNQ_EINVAL, "timeout must be >= 0 and unique_ttl > 0");
+    o.queue = rq_strdup(o.queue ? o.queue : DEFAULT_QUEUE);
+    if (!o.queue) return rq_error(RUNQ_ENOMEM, "out of memory");
+
+    uv_mutex_lock(&c->tasks_lock);
+    runq_task *t = task_find_locked(c, name);
+    if (t) { /* replace in place: pointers handed out stay valid */
+        rq_free((char *)t->options.queue);
+        t->options = o;
+    } else if ((t = rq_calloc(1, sizeof *t)) && (t->name = rq_strdup(name))) {
+        t->options = o;
+        t->next = c->tasks;
+        c->tasks = t;
+    } else {
+        rq_free(t);
+        t = NULL;
+    }
+    uv_mutex_unlock(&c->tasks_lock);
+    if (!t) {
+        rq_free((char *)o.queue);
+        return rq_error(RUNQ_ENOMEM, "out of memory");
+    }
+    if (out) *out = t;
+    return 0;
+}
+
+/* ---- enqueue ---- */
+
+/* Build the job record of one enqueue call: validate everything the caller
+ * gave, fill in the task's defaults. */
+static int job_build(runq_job **out, runq_client *c, const char *task, const void *args,
+                     size_t args_len, const runq_enqueue_options *opts) {
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    int rc;
+    *out = NULL;
+    if (opts) {
+        if (opts->version != RUNQ_ENQUEUE_OPTIONS_VERSION)
+            return rq_error(RUNQ_EINVAL, "runq_enqueue_options.version is %u; this library knows %d",
+                            opts->version, RUNQ_ENQUEUE_OPTIONS_VERSION);
+        o = *opts;
+    }
+    if ((rc = rq_name_check(task, "task"))) return rc;
+    if (args_len > c->options.max_payload)
+        return rq_error(RUNQ_ETOOBIG, "arguments of task %s are %zu bytes; the limit is %zu",
+                        task, args_len, c->options.max_payload);
+    if ((rc = rq_msgpack_check(args, args_len, "arguments"))) return rc;
+    if (o.delay_ms < 0 || o.eta_ms < 0 || o.ttl_ms < 0 || o.deadline_ms < 0)
+        return rq_error(RUNQ_EINVAL, "delay, eta, ttl and deadline must not be negative");
+    if (o.replicate < 0 || o.replicate_timeout_ms < 0)
+        return rq_error(RUNQ_EINVAL, "replicate and replicate_timeout must not be negative");
+    if (o.unique_key && (!*o.unique_key || strlen(o.unique_key) > 1024))
+        return rq_error(RUNQ_EINVAL, "unique key must be 1 to 1024 bytes");
+
+    runq_task *t = runq_task_find(c, task);
+    runq_task_options defaults = RUNQ_TASK_OPTIONS_INIT;
+    const runq_task_options *to = t ? &t->options : &defaults;
+    const char *queue = o.queue ? o.queue : t ? to->queue : DEFAULT_QUEUE;
+    if ((rc = rq_name_check(queue, "queue"))) return rc;
+
+    runq_job *job = rq_job_new();
+    if (!job) return rq_error(RUNQ_ENOMEM, "out of memory");
+    rq_id_new(job->id);
+    job->state = RUNQ_STATE_PENDING;
+    job->max_retries = o.max_retries >= 0 ? o.max_retries : to->max_retries;
+    job->priority = o.priority;
+    job->eta_ms = o.eta_ms;
+    job->delay_ms = o.delay_ms;
+    job->ttl_ms = o.ttl_ms;
+    job->deadline_ms = o.deadline_ms;
+    job->timeout_ms = o.timeout_ms >= 0 ? o.timeout_ms : to->timeout_ms;
+    job->unique_ttl_ms = o.unique_ttl_ms > 0 ? o.unique_ttl_ms : to->unique_ttl_ms;
+    if (rq_job_set_str(&job->task, task) || rq_job_set_str(&job->queue, queue) ||
+        rq_job_set_str(&job->unique_key, o.unique_key) ||
+        rq_job_set_buf(&job->args, &job->args_len, args, args_len)) {
+        rq_job_destroy(job);
+        return RUNQ_ENOMEM;
+    }
+    *out = job;
+    return 0;
+}
+
+int runq_enqueue_many(runq_client *c, runq_enqueue_item *items, size_t n) {
+    rq_error_clear();
+    if (!c || (!items && n)) return rq_error(RUNQ_EINVAL, "client or items is NULL");
+    if (n == 0) return 0;
+    runq_job **jobs = rq_calloc(n, sizeof *jobs);
+    int *results = rq_calloc(n, sizeof *results);
+    size_t *index = rq_calloc(n, sizeof *index); /* jobs[k] is items[index[k]] */
+    int first_error = 0, rc = 0;
+    char detail[512] = "";
+    if (!jobs || !results || !index) {
+        rc = rq_error(RUNQ_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Build every job first; items that fail validation are reported and
+     * left out, the rest go to the backend in one call (one round trip). */
+    size_t nj = 0;
+    int replicate = 0, replicate_timeout = 0;
+    for (size_t i = 0; i < n; i++) {
+        items[i].id[0] = '\0';
+        items[i].result = job_build(&jobs[nj], c, items[i].task, items[i].args, items[i].args_len,
+                                    items[i].opts);
+        if (items[i].result) {
+            if (!first_error) {
+                first_error = items[i].result;
+                snprintf(detail, sizeof detail, "%s", runq_error_last());
+            }
+            continue;
+        }
+        if (items[i].opts && items[i].opts->replicate > replicate) {
+            replicate = items[i].opts->replicate;
+            replicate_timeout = items[i].opts->replicate_timeout_ms;
+        }
+        index[nj++] = i;
+    }
+    if (nj) {
+        rc = c->backend->ops->enqueue(c->backend, jobs, results, nj, replicate, replicate_timeout);
+        if (rc && rc != RUNQ_EDURABILITY) {
+            for (size_t k = 0; k < nj; k++) items[index[k]].result = rc;
+            goto out;
+        }
+        for (size_t k = 0; k < nj; k++) {
+            runq_enqueue_item *it = &items[index[k]];
+            it->result = results[k] ? results[k] : rc;
+            if (it->result == 0 || it->result == RUNQ_EDURABILITY || it->result == RUNQ_EDUPLICATE)
+                memcpy(it->id, jobs[k]->id, RUNQ_ID_SIZE);
+            if (it->result && !first_error) {
+                first_error = it->result;
+                snprintf(detail, sizeof detail, "%s", runq_error_last());
+            }
+        }
+    }
+    rc = first_error;
+    if (rc) rq_error(rc, "%s", detail);
+out:
+    if (jobs)
+        for (size_t k = 0; k < n; k++) rq_job_destroy(jobs[k]);
+    rq_free(jobs);
+    rq_free(results);
+    rq_free(index);
+    return rc;
+}
+
+int runq_enqueue(runq_client *c, char out_id[RUNQ_ID_SIZE], const char *task, const void *args,
+                 size_t args_len, const runq_enqueue_options *opts) {
+    runq_enqueue_item item = {task, args, args_len, opts, "", 0};
+    int rc = runq_enqueue_many(c, &item, 1);
+    if (out_id) memcpy(out_id, item.id, RUNQ_ID_SIZE);
+    return rc;
+}
+
+/* ---- queues and inspection ---- */
+
+int runq_queue_configure(runq_client *c, const char *queue, const runq_queue_options *options) {
+    rq_error_clear();
+    if (!c || !options) return rq_error(RUNQ_EINVAL, "client or options is NULL");
+    if (options->version != RUNQ_QUEUE_OPTIONS_VERSION)
+        return rq_error(RUNQ_EINVAL, "runq_queue_options.version is %u; this library knows %d",
+                        options->version, RUNQ_QUEUE_OPTIONS_VERSION);
+    int rc = rq_name_check(queue, "queue");
+    if (rc) return rc;
+    if (options->max_len < 0) return rq_error(RUNQ_EINVAL, "max_len must not be negative");
+    return c->backend->ops->configure(c->backend, queue, options);
+}
+
+int runq_queue_stats_get(runq_queue_stats *out, runq_client *c, const char *queue) {
+    rq_error_clear();
+    if (!out || !c) return rq_error(RUNQ_EINVAL, "out or client is NULL");
+    int rc = rq_name_check(queue, "queue");
+    return rc ? rc : c->backend->ops->stats(c->backend, queue, out);
+}
+
+int runq_dead_list(char (*ids)[RUNQ_ID_SIZE], size_t *count, runq_client *c, const char *queue,
+                   size_t cap) {
+    rq_error_clear();
+    if (!count || !c || (!ids && cap)) return rq_error(RUNQ_EINVAL, "NULL argument");
+    *count = 0;
+    int rc = rq_name_check(queue, "queue");
+    return rc ? rc : c->backend->ops->dead_list(c->backend, queue, ids, cap, count);
+}
+
+static int id_check(const char *id) {
+    if (!id || strlen(id) != RUNQ_ID_LEN)
+        return rq_error(RUNQ_EINVAL, "job id must be %d characters", RUNQ_ID_LEN);
+    return 0;
+}
+
+int runq_dead_retry(runq_client *c, const char *id) {
+    rq_error_clear();
+    if (!c) return rq_error(RUNQ_EINVAL, "client is NULL");
+    int rc = id_check(id);
+    return rc ? rc : c->backend->ops->dead_retry(c->backend, id);
+}
+
+int runq_job_get(runq_job **out, runq_client *c, const char *id) {
+    rq_error_clear();
+    if (!out || !c) return rq_error(RUNQ_EINVAL, "out or client is NULL");
+    *out = NULL;
+    int rc = id_check(id);
+    return rc ? rc : c->backend->ops->get(c->backend, id, out);
+}
+
+int runq_job_wait(runq_job **out, runq_client *c, const char *id, int timeout_ms) {
+    rq_error_clear();
+    if (!out || !c) return rq_error(RUNQ_EINVAL, "out or client is NULL");
+    *out = NULL;
+    int rc = id_check(id);
+    return rc ? rc : c->backend->ops->wait(c->backend, id, timeout_ms, out);
+}

@@ -1,0 +1,494 @@
+/* Workers: fetch jobs, run handlers (push mode) or hand jobs to the caller
+ * (pull mode), keep leases alive, settle, stop gracefully.
+ *
+ * Threads of a push-mode worker:
+ *   fetcher   - asks the backend for as many jobs as there are free slots
+ *               (one round trip for all of them) and queues them as "ready";
+ *   handlers  - `concurrency` threads that take ready jobs and run them;
+ *   keeper    - extends the leases of held jobs every lease/3 (auto_extend).
+ * A pull-mode worker has only the keeper; runq_worker_next() fetches on the
+ * caller's thread. All worker state is guarded by `lock`. */
+#include "client.h"
+
+#include <string.h>
+
+typedef struct job_list {
+    runq_job *head, *tail;
+    int count;
+} job_list;
+
+struct runq_worker {
+    runq_client *client;
+    runq_backend *backend;
+    char **queues;
+    size_t nqueues;
+    unsigned int *weights; /* NULL: strict order */
+    int concurrency;
+    runq_worker_mode mode;
+    int64_t lease_ms;
+    bool auto_extend;
+
+    uv_mutex_t lock;
+    uv_cond_t changed;     /* any change of the lists or of `stopping` */
+    uv_cond_t keeper_wake; /* wakes the keeper early to exit */
+    bool started, stopping, keeper_exit;
+    job_list ready;        /* fetched, not yet started */
+    job_list held;         /* running (push) or handed to the caller (pull) */
+    int nrunning;
+    runq_worker_stats stats;
+
+    uv_thread_t fetcher, keeper, *handlers;
+    bool have_fetcher, have_keeper;
+    int nhandlers;
+};
+
+/* The worker whose handler runs on this thread: lets runq_worker_stop detect
+ * that it is called from inside a handler and must not wait for itself. */
+static _Thread_local runq_worker *current_worker;
+
+static void list_push(job_list *l, runq_job *j) {
+    j->next = NULL;
+    j->prev = l->tail;
+    if (l->tail) l->tail->next = j;
+    else l->head = j;
+    l->tail = j;
+    l->count++;
+}
+
+static void list_remove(job_list *l, runq_job *j) {
+    if (j->prev) j->prev->next = j->next;
+    else l->head = j->next;
+    if (j->next) j->next->prev = j->prev;
+    else l->tail = j->prev;
+    j->next = j->prev = NULL;
+    l->count--;
+}
+
+static runq_job *list_pop(job_list *l) {
+    runq_job *j = l->head;
+    if (j) list_remove(l, j);
+    return j;
+}
+
+static void worker_free_config(runq_worker *w) {
+    for (size_t i = 0; i < w->nqueues; i++) rq_free(w->queues[i]);
+    rq_free(w->queues);
+    rq_free(w->weights);
+    rq_free(w->handlers);
+}
+
+int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_options *options) {
+    rq_error_clear();
+    if (!out || !c) return rq_error(RUNQ_EINVAL, "out or client is NULL");
+    *out = NULL;
+    runq_worker_options o = RUNQ_WORKER_OPTIONS_INIT;
+    if (options) {
+        if (options->version != RUNQ_WORKER_OPTIONS_VERSION)
+            return rq_error(RUNQ_EINVAL, "runq_worker_options.version is %u; this library knows %d",
+                            options->version, RUNQ_WORKER_OPTIONS_VERSION);
+        o = *options;
+    }
+    static const char *const default_queues[] = {"default"};
+    if (!o.queues || o.nqueues == 0) {
+        o.queues = default_queues;
+        o.nqueues = 1;
+    }
+    if (o.nqueues > 64) return rq_error(RUNQ_EINVAL, "a worker reads at most 64 queues");
+    if (o.concurrency < 1 || o.concurrency > 1024)
+        return rq_error(RUNQ_EINVAL, "concurrency must be 1 to 1024");
+    if (o.lease_ms < 100) return rq_error(RUNQ_EINVAL, "lease must be at least 100 ms");
+    if (o.mode != RUNQ_WORKER_PUSH && o.mode != RUNQ_WORKER_PULL)
+        return rq_error(RUNQ_EINVAL, "unknown worker mode %d", (int)o.mode);
+    int rc;
+    for (size_t i = 0; i < o.nqueues; i++) {
+        if ((rc = rq_name_check(o.queues[i], "queue"))) return rc;
+        if (o.weights && o.weights[i] == 0)
+            return rq_error(RUNQ_EINVAL, "queue weights must be positive");
+    }
+    runq_worker *w = rq_calloc(1, sizeof *w);
+    if (!w) return rq_error(RUNQ_ENOMEM, "out of memory");
+    w->client = c;
+    w->backend = c->backend;
+    w->concurrency = o.concurrency;
+    w->mode = o.mode;
+    w->lease_ms = o.lease_ms;
+    w->auto_extend = o.auto_extend != 0;
+    w->queues = rq_calloc(o.nqueues, sizeof *w->queues);
+    w->weights = o.weights ? rq_calloc(o.nqueues, sizeof *w->weights) : NULL;
+    bool ok = w->queues && (!o.weights || w->weights);
+    for (size_t i = 0; ok && i < o.nqueues; i++, w->nqueues++) {
+        ok = (w->queues[i] = rq_strdup(o.queues[i])) != NULL;
+        if (o.weights) w->weights[i] = o.weights[i];
+    }
+    if (!ok) {
+        worker_free_config(w);
+        rq_free(w);
+        return rq_error(RUNQ_ENOMEM, "out of memory");
+    }
+    uv_mutex_init(&w->lock);
+    uv_cond_init(&w->changed);
+    uv_cond_init(&w->keeper_wake);
+    *out = w;
+    return 0;
+}
+
+/* ---- fetching ---- */
+
+/* Fetch up to `max` jobs, blocking up to timeout_ms. */
+static int worker_fetch(runq_worker *w, size_t max, int timeout_ms, runq_job ***jobs, size_t *n) {
+    rq_fetch_request req = {(const char *const *)w->queues, w->nqueues, w->weights, w->lease_ms,
+                            max, timeout_ms};
+    int rc = w->backend->ops->fetch(w->backend, &req, jobs, n);
+    for (size_t i = 0; rc == 0 && i < *n; i++) (*jobs)[i]->worker = w;
+    return rc;
+}
+
+static void release_jobs(runq_worker *w, job_list *l) {
+    for (runq_job *j; (j = list_pop(l));) {
+        w->backend->ops->release(w->backend, j);
+        rq_job_destroy(j);
+    }
+}
+
+/* Pause after a backend error so a dead Redis is not hammered. */
+static void worker_backoff(runq_worker *w, int64_t ms) {
+    uv_mutex_lock(&w->lock);
+    if (!w->stopping) uv_cond_timedwait(&w->changed, &w->lock, (uint64_t)ms * 1000000);
+    uv_mutex_unlock(&w->lock);
+}
+
+static void fetcher_main(void *arg) {
+    runq_worker *w = arg;
+    uv_mutex_lock(&w->lock);
+    while (!w->stopping) {
+        int free_slots = w->concurrency - w->ready.count - w->nrunning;
+        if (free_slots <= 0) {
+            uv_cond_wait(&w->changed, &w->lock);
+            continue;
+        }
+        uv_mutex_unlock(&w->lock);
+        runq_job **jobs = NULL;
+        size_t n = 0;
+        /* Blocks in the backend until work is due; stop interrupts it. The
+         * bound only limits how long a lost wake-up could cost. */
+        int rc = worker_fetch(w, (size_t)free_slots, 5000, &jobs, &n);
+        if (rc && rc != RUNQ_ETIMEOUT) worker_backoff(w, 200);
+        uv_mutex_lock(&w->lock);
+        for (size_t i = 0; i < n; i++) list_push(&w->ready, jobs[i]);
+        rq_free(jobs);
+        if (n) uv_cond_broadcast(&w->changed);
+    }
+    uv_mutex_unlock(&w->lock);
+}
+
+/* ---- settling ---- */
+
+static const runq_task_options *job_task_options(runq_job *job, runq_task_options *fallback) {
+    runq_task *t = runq_task_find(job->worker->client, job->task);
+    if (t) return &t->options;
+    runq_task_options d = RUNQ_TASK_OPTIONS_INIT;
+    *fallback = d;
+    return fallback;
+}
+
+/* Called with the worker unlocked; updates stats and the held list. */
+static void job_settled(runq_job *job, bool failed, bool dead) {
+    runq_worker *w = job->worker;
+    uv_mutex_lock(&w->lock);
+    job->settled = true;
+    if (failed) w->stats.failed++;
+    else w->stats.processed++;
+    if (dead) w->stats.dead++;
+    uv_mutex_unlock(&w->lock);
+}
+
+static int job_do_ack(runq_job *job) {
+    runq_worker *w = job->worker;
+    int rc = w->backend->ops->ack(w->backend, job, job->result, job->result_len,
+                                  w->client->options.result_ttl_ms);
+    if (rc == 0) {
+        job->state = RUNQ_STATE_DONE;
+        job_settled(job, false, false);
+    }
+    return rc;
+}
+
+static int job_do_fail(runq_job *job, int64_t delay_ms) {
+    runq_worker *w = job->worker;
+    runq_task_options tmp;
+    const runq_task_options *to = job_task_options(job, &tmp);
+    if (delay_ms < 0) delay_ms = rq_backoff_delay(to, job->attempt);
+    bool dead = false;
+    int rc = w->backend->ops->fail(w->backend, job, job->error ? job->error : "failed", delay_ms, &dead);
+    if (rc) return rc;
+    /* The state tells pull-mode callers (bindings) whether it went dead. */
+    job->state = dead ? RUNQ_STATE_DEAD : RUNQ_STATE_SCHEDULED;
+    job_settled(job, true, dead);
+    if (dead && to->fallback) to->fallback(job, to->userdata);
+    return 0;
+}
+
+static int job_check_settle(runq_job *job) {
+    if (!job || !job->worker) return rq_error(RUNQ_EINVAL, "not a fetched job");
+    if (job->in_handler)
+        return rq_error(RUNQ_ESTATE, "a handler settles its job by returning, not by ack/fail");
+    if (job->settled) return rq_error(RUNQ_ESTATE, "job %s is already settled", job->id);
+    return 0;
+}
+
+int runq_job_ack(runq_job *job, const void *result, size_t len) {
+    rq_error_clear();
+    int rc = job_check_settle(job);
+    if (!rc && result && len) rc = runq_job_set_result(job, result, len);
+    return rc ? rc : job_do_ack(job);
+}
+
+int runq_job_fail(runq_job *job, const char *message, int64_t retry_delay_ms) {
+    rq_error_clear();
+    int rc = job_check_settle(job);
+    if (!rc && message) rc = rq_job_set_str(&job->error, message);
+    return rc ? rc : job_do_fail(job, retry_delay_ms);
+}
+
+void runq_job_free(runq_job *job) {
+    if (!job) return;
+    runq_worker *w = job->worker;
+    if (job->in_handler) {
+        rq_error(RUNQ_ESTATE, "a job received by a handler is freed by the engine");
+        return;
+    }
+    if (w) {
+        uv_mutex_lock(&w->lock);
+        list_remove(&w->held, job);
+        uv_cond_broadcast(&w->changed);
+        uv_mutex_unlock(&w->lock);
+        /* Unsettled: give it back now rather than after the lease. */
+        if (!job->settled) w->backend->ops->release(w->backend, job);
+    }
+    rq_job_destroy(job);
+}
+
+/* ---- push mode ---- */
+
+static void run_job(runq_worker *w, runq_job *job) {
+    runq_task *t = runq_task_find(w->client, job->task);
+    int rc;
+    job->in_handler = true;
+    job->started_mono_ms = rq_mono_ms();
+    if (!t || !t->options.handler) {
+        rq_job_set_str(&job->error, t ? "task has no handler on this worker" : "unknown task");
+        rc = -1;
+    } else {
+        current_worker = w;
+        rc = t->options.handler(job, t->options.userdata);
+        current_worker = NULL;
+    }
+    job->in_handler = false;
+    /* A settle that fails (lease lost, backend down) leaves the job to the
+     * lease: it will be delivered again, which is what at-least-once means. */
+    if (rc == 0) job_do_ack(job);
+    else job_do_fail(job, job->retry_delay_ms);
+}
+
+static void handler_main(void *arg) {
+    runq_worker *w = arg;
+    uv_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->ready.count && !w->stopping) uv_cond_wait(&w->changed, &w->lock);
+        if (w->stopping) break;
+        runq_job *job = list_pop(&w->ready);
+        list_push(&w->held, job);
+        w->nrunning++;
+        w->stats.running = w->nrunning;
+        uv_mutex_unlock(&w->lock);
+        run_job(w, job);
+        uv_mutex_lock(&w->lock);
+        list_remove(&w->held, job);
+        w->nrunning--;
+        w->stats.running = w->nrunning;
+        uv_cond_broadcast(&w->changed);
+        uv_mutex_unlock(&w->lock);
+        rq_job_destroy(job);
+        uv_mutex_lock(&w->lock);
+    }
+    uv_mutex_unlock(&w->lock);
+}
+
+/* ---- lease keeper ---- */
+
+static void keeper_main(void *arg) {
+    runq_worker *w = arg;
+    uint64_t period_ns = (uint64_t)(w->lease_ms / 3) * 1000000;
+    uv_mutex_lock(&w->lock);
+    while (!w->keeper_exit) {
+        uv_cond_timedwait(&w->keeper_wake, &w->lock, period_ns);
+        if (w->keeper_exit || (w->held.count + w->ready.count) == 0) continue;
+        /* The lists cannot change while we hold the lock, so the pointers
+         * stay valid for the call; one extend covers every held job. */
+        size_t n = (size_t)(w->held.count + w->ready.count), k = 0;
+        runq_job **jobs = rq_calloc(n, sizeof *jobs);
+        int *results = rq_calloc(n, sizeof *results);
+        if (jobs && results) {
+            for (runq_job *j = w->held.head; j; j = j->next) if (!j->settled) jobs[k++] = j;
+            for (runq_job *j = w->ready.head; j; j = j->next) jobs[k++] = j;
+            if (k && w->backend->ops->extend(w->backend, jobs, results, k, w->lease_ms) == 0)
+                for (size_t i = 0; i < k; i++)
+                    if (results[i] == RUNQ_ESTALE) atomic_store(&jobs[i]->cancel, true);
+        }
+        rq_free(jobs);
+        rq_free(results);
+    }
+    uv_mutex_unlock(&w->lock);
+}
+
+static int start_keeper(runq_worker *w) {
+    if (!w->auto_extend || w->have_keeper) return 0;
+    if (uv_thread_create(&w->keeper, keeper_main, w) != 0)
+        return rq_error(RUNQ_ENOMEM, "cannot start the lease keeper thread");
+    w->have_keeper = true;
+    return 0;
+}
+
+int runq_worker_start(runq_worker *w) {
+    rq_error_clear();
+    if (!w) return rq_error(RUNQ_EINVAL, "worker is NULL");
+    if (w->mode != RUNQ_WORKER_PUSH)
+        return rq_error(RUNQ_ESTATE, "a pull-mode worker is driven with runq_worker_next");
+    if (w->started || w->stopping) return rq_error(RUNQ_ESTATE, "worker already started or stopped");
+    w->handlers = rq_calloc((size_t)w->concurrency, sizeof *w->handlers);
+    if (!w->handlers) return rq_error(RUNQ_ENOMEM, "out of memory");
+    w->started = true;
+    int rc = start_keeper(w);
+    for (int i = 0; !rc && i < w->concurrency; i++, w->nhandlers++)
+        if (uv_thread_create(&w->handlers[i], handler_main, w) != 0)
+            rc = rq_error(RUNQ_ENOMEM, "cannot start handler thread %d", i);
+    if (!rc && uv_thread_create(&w->fetcher, fetcher_main, w) != 0)
+        rc = rq_error(RUNQ_ENOMEM, "cannot start the fetcher thread");
+    else if (!rc)
+        w->have_fetcher = true;
+    if (rc) runq_worker_stop(w, 0);
+    return rc;
+}
+
+/* ---- pull mode ---- */
+
+int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
+    rq_error_clear();
+    if (!w || !out) return rq_error(RUNQ_EINVAL, "worker or out is NULL");
+    *out = NULL;
+    if (w->mode != RUNQ_WORKER_PULL)
+        return rq_error(RUNQ_ESTATE, "a push-mode worker runs handlers itself");
+    int rc = 0;
+    uv_mutex_lock(&w->lock);
+    if (w->stopping) rc = rq_error(RUNQ_ECLOSED, "worker is stopped");
+    else if (w->held.count >= w->concurrency)
+        rc = rq_error(RUNQ_ESTATE, "%d jobs are held (the concurrency); free one first", w->held.count);
+    else if (!w->started) {
+        w->started = true;
+        rc = start_keeper(w);
+    }
+    runq_job *job = rc ? NULL : list_pop(&w->ready);
+    int room = w->concurrency - w->held.count - w->ready.count;
+    uv_mutex_unlock(&w->lock);
+    if (rc) return rc;
+    if (!job) {
+        /* Take what fits in one round trip; extras wait in `ready`, their
+         * leases kept alive by the keeper, and go back to pending on stop. */
+        runq_job **jobs = NULL;
+        size_t n = 0;
+        rc = worker_fetch(w, (size_t)(room > 0 ? room : 1), timeout_ms, &jobs, &n);
+        uv_mutex_lock(&w->lock);
+        for (size_t i = 0; i < n; i++) {
+            if (!job) job = jobs[i];
+            else list_push(&w->ready, jobs[i]);
+        }
+        if (w->stopping && job) { /* stop came while we fetched */
+            list_push(&w->ready, job);
+            job = NULL;
+            rc = rq_error(RUNQ_ECLOSED, "worker is stopped");
+        }
+        uv_mutex_unlock(&w->lock);
+        rq_free(jobs);
+        if (!job && !rc) rc = rq_error(RUNQ_ETIMEOUT, "no job within %d ms", timeout_ms);
+        if (rc == RUNQ_ETIMEOUT && w->stopping) rc = rq_error(RUNQ_ECLOSED, "worker is stopped");
+        if (rc) {
+            if (w->stopping) {
+                uv_mutex_lock(&w->lock);
+                job_list rest = w->ready;
+                w->ready = (job_list){0};
+                uv_mutex_unlock(&w->lock);
+                release_jobs(w, &rest);
+            }
+            return rc;
+        }
+    }
+    uv_mutex_lock(&w->lock);
+    list_push(&w->held, job);
+    uv_mutex_unlock(&w->lock);
+    *out = job;
+    return 0;
+}
+
+/* ---- stop and free ---- */
+
+int runq_worker_stop(runq_worker *w, int64_t grace_ms) {
+    rq_error_clear();
+    if (!w) return rq_error(RUNQ_EINVAL, "worker is NULL");
+    uv_mutex_lock(&w->lock);
+    w->stopping = true;
+    uv_cond_broadcast(&w->changed);
+    uv_mutex_unlock(&w->lock);
+    w->backend->ops->interrupt(w->backend);
+    if (current_worker == w) return 0; /* inside a handler: never wait for ourselves */
+
+    if (w->have_fetcher) {
+        uv_thread_join(&w->fetcher);
+        w->have_fetcher = false;
+    }
+    uv_mutex_lock(&w->lock);
+    job_list unstarted = w->ready;
+    w->ready = (job_list){0};
+    uv_mutex_unlock(&w->lock);
+    release_jobs(w, &unstarted);
+
+    int64_t until = rq_mono_ms() + (grace_ms > 0 ? grace_ms : 0);
+    int rc = 0;
+    uv_mutex_lock(&w->lock);
+    while (w->nrunning > 0) {
+        int64_t left = until - rq_mono_ms();
+        if (left <= 0) break;
+        uv_cond_timedwait(&w->changed, &w->lock, (uint64_t)left * 1000000);
+    }
+    if (w->nrunning > 0) {
+        for (runq_job *j = w->held.head; j; j = j->next) atomic_store(&j->cancel, true);
+        rc = rq_error(RUNQ_ETIMEOUT, "%d handlers still running after the grace period", w->nrunning);
+    }
+    uv_mutex_unlock(&w->lock);
+    return rc;
+}
+
+void runq_worker_stats_get(runq_worker_stats *out, const runq_worker *w) {
+    runq_worker *mw = (runq_worker *)w; /* the lock is not part of the value */
+    uv_mutex_lock(&mw->lock);
+    *out = w->stats;
+    uv_mutex_unlock(&mw->lock);
+}
+
+void runq_worker_free(runq_worker *w) {
+    if (!w) return;
+    runq_worker_stop(w, 0);
+    for (int i = 0; i < w->nhandlers; i++) uv_thread_join(&w->handlers[i]);
+    uv_mutex_lock(&w->lock);
+    w->keeper_exit = true;
+    uv_cond_signal(&w->keeper_wake);
+    uv_mutex_unlock(&w->lock);
+    if (w->have_keeper) uv_thread_join(&w->keeper);
+    /* Pulled jobs the caller never freed: their leases lapse and they are
+     * delivered again; detach them so a later runq_job_free stays safe. */
+    for (runq_job *j; (j = list_pop(&w->held));) j->worker = NULL;
+    uv_cond_destroy(&w->changed);
+    uv_cond_destroy(&w->keeper_wake);
+    uv_mutex_destroy(&w->lock);
+    worker_free_config(w);
+    rq_free(w);
+}

@@ -1,0 +1,712 @@
+/* The life-cycle contract of DESIGN.md section 3. CMake runs every test here
+ * against memory:// and against a private redis-server: both backends must
+ * give the same answers. */
+#include "support.h"
+
+/* ---- enqueue, fetch, ack ---- */
+
+TEST(pull_fetch_fields_and_ack) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.priority = 7;
+    o.max_retries = 5;
+    t_enqueue(c, id, "add", 41, &o);
+    ASSERT_EQ(strlen(id), RUNQ_ID_LEN);
+
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *job = NULL;
+    ASSERT_OK(runq_worker_next(w, &job, 5000));
+    ASSERT_STR(runq_job_id(job), id);
+    ASSERT_STR(runq_job_task(job), "add");
+    ASSERT_STR(runq_job_queue(job), "default");
+    ASSERT_EQ(t_args_get_int(job), 41);
+    ASSERT_EQ(runq_job_attempt(job), 1);
+    ASSERT_EQ(runq_job_max_retries(job), 5);
+    ASSERT_EQ(runq_job_priority(job), 7);
+    ASSERT_EQ(runq_job_state_get(job), RUNQ_STATE_ACTIVE);
+    ASSERT_GT(runq_job_created_at(job), 0);
+
+    unsigned char res[16];
+    size_t rlen = t_args_int(res, 42);
+    ASSERT_OK(runq_job_ack(job, res, rlen));
+    ASSERT_EQ(runq_job_ack(job, res, rlen), RUNQ_ESTATE); /* settled once */
+    runq_job_free(job);
+
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+    size_t got_len;
+    const void *got = runq_job_result(snap, &got_len);
+    ASSERT_EQ(got_len, rlen);
+    ASSERT(memcmp(got, res, rlen) == 0);
+    runq_job_free(snap);
+
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.pending + st.scheduled + st.active + st.dead, 0);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+static atomic_int push_count;
+static int add_handler(runq_job *job, void *ud) {
+    (void)ud;
+    unsigned char res[16];
+    size_t n = t_args_int(res, t_args_get_int(job) + 1);
+    runq_job_set_result(job, res, n);
+    atomic_fetch_add(&push_count, 1);
+    return 0;
+}
+
+TEST(push_mode_processes_every_job) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = add_handler;
+    ASSERT_OK(runq_task_register(NULL, c, "add", &to));
+    enum { N = 200 };
+    static char ids[N][RUNQ_ID_SIZE];
+    for (int i = 0; i < N; i++) t_enqueue(c, ids[i], "add", i, NULL);
+    runq_worker *w = NULL;
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.concurrency = 4;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    ASSERT_OK(runq_worker_start(w));
+    for (int i = 0; i < N; i++) {
+        runq_job *snap = NULL;
+        ASSERT_OK(runq_job_wait(&snap, c, ids[i], 20000));
+        ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+        size_t len;
+        const unsigned char *r = runq_job_result(snap, &len);
+        unsigned char want[16];
+        size_t wl = t_args_int(want, i + 1);
+        ASSERT_EQ(len, wl);
+        ASSERT(memcmp(r, want, wl) == 0);
+        runq_job_free(snap);
+    }
+    ASSERT_OK(runq_worker_stop(w, 5000));
+    ASSERT_EQ(atomic_load(&push_count), N); /* each exactly once */
+    runq_worker_stats ws;
+    runq_worker_stats_get(&ws, w);
+    ASSERT_EQ(ws.processed, N);
+    ASSERT_EQ(ws.failed, 0);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(enqueue_many_reports_each_item) {
+    runq_client *c = t_client();
+    enum { N = 50 };
+    runq_enqueue_item items[N];
+    unsigned char args[N][16];
+    for (int i = 0; i < N; i++) {
+        size_t len = t_args_int(args[i], i);
+        items[i] = (runq_enqueue_item){"add", args[i], len, NULL, "", -99};
+    }
+    static const unsigned char bad[] = {0x92, 0x01}; /* array of 2 with 1 element */
+    items[10].args = bad;
+    items[10].args_len = sizeof bad;
+    ASSERT_EQ(runq_enqueue_many(c, items, N), RUNQ_EINVAL);
+    for (int i = 0; i < N; i++) {
+        if (i == 10) {
+            ASSERT_EQ(items[i].result, RUNQ_EINVAL);
+            continue;
+        }
+        ASSERT_EQ(items[i].result, 0);
+        ASSERT_EQ(strlen(items[i].id), RUNQ_ID_LEN);
+    }
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.pending, N - 1);
+    runq_client_close(c);
+}
+
+/* ---- delayed jobs and priorities ---- */
+
+TEST(delayed_job_waits_for_its_eta) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.delay_ms = 400;
+    int64_t before = t_now_ms();
+    t_enqueue(c, id, "later", 1, &o);
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.scheduled, 1);
+    ASSERT_EQ(st.pending, 0);
+
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *job = NULL;
+    ASSERT_EQ(runq_worker_next(w, &job, 0), RUNQ_ETIMEOUT); /* not due yet */
+    ASSERT_OK(runq_worker_next(w, &job, 10000));           /* woken when due */
+    int64_t got = t_now_ms();
+    ASSERT_STR(runq_job_id(job), id);
+    ASSERT_GE(runq_job_eta(job), before + 400);
+    ASSERT_GE(got, runq_job_eta(job)); /* never before its eta */
+    ASSERT_OK(runq_job_ack(job, NULL, 0));
+    runq_job_free(job);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(eta_in_the_past_runs_now) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.eta_ms = t_now_ms() - 60000;
+    t_enqueue(c, id, "late", 1, &o);
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *job = NULL;
+    ASSERT_OK(runq_worker_next(w, &job, 0));
+    ASSERT_STR(runq_job_id(job), id);
+    runq_job_free(job);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(higher_priority_first_then_fifo) {
+    runq_client *c = t_client();
+    int prios[] = {0, 10, 5, 10, 0};
+    char ids[5][RUNQ_ID_SIZE];
+    for (int i = 0; i < 5; i++) {
+        runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+        o.priority = prios[i];
+        t_enqueue(c, ids[i], "p", i, &o);
+    }
+    int want[] = {1, 3, 2, 0, 4};
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    for (int k = 0; k < 5; k++) {
+        runq_job *job = NULL;
+        ASSERT_OK(runq_worker_next(w, &job, 1000));
+        ASSERT_STR(runq_job_id(job), ids[want[k]]);
+        ASSERT_OK(runq_job_ack(job, NULL, 0));
+        runq_job_free(job);
+    }
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(strict_queue_order) {
+    runq_client *c = t_client();
+    char lo[RUNQ_ID_SIZE], hi[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "low";
+    t_enqueue(c, lo, "t", 1, &o);
+    o.queue = "high";
+    t_enqueue(c, hi, "t", 2, &o);
+    const char *qs[] = {"high", "low"};
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.queues = qs;
+    wo.nqueues = 2;
+    wo.mode = RUNQ_WORKER_PULL;
+    wo.concurrency = 1;
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    runq_job *job = NULL;
+    ASSERT_OK(runq_worker_next(w, &job, 1000));
+    ASSERT_STR(runq_job_id(job), hi);
+    ASSERT_OK(runq_job_ack(job, NULL, 0));
+    runq_job_free(job);
+    ASSERT_OK(runq_worker_next(w, &job, 1000));
+    ASSERT_STR(runq_job_id(job), lo);
+    ASSERT_STR(runq_job_queue(job), "low");
+    ASSERT_OK(runq_job_ack(job, NULL, 0));
+    runq_job_free(job);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+/* ---- unique jobs and max length ---- */
+
+TEST(unique_key_refuses_duplicates_within_ttl) {
+    runq_client *c = t_client();
+    char a[RUNQ_ID_SIZE], b[RUNQ_ID_SIZE] = "", d[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.unique_key = "report:42";
+    o.unique_ttl_ms = 500;
+    t_enqueue(c, a, "report", 1, &o);
+    unsigned char args[16];
+    size_t len = t_args_int(args, 2);
+    ASSERT_EQ(runq_enqueue(c, b, "report", args, len, &o), RUNQ_EDUPLICATE);
+    ASSERT_STR(b, a); /* the caller learns which job holds the key */
+    ASSERT(strstr(runq_error_last(), "report:42") != NULL);
+    o.unique_key = "report:43";
+    t_enqueue(c, d, "report", 3, &o);
+    ASSERT(strcmp(d, a) != 0);
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.pending, 2);
+    t_sleep_ms(700); /* the key's ttl passes */
+    o.unique_key = "report:42";
+    ASSERT_OK(runq_enqueue(c, b, "report", args, len, &o));
+    ASSERT(strcmp(b, a) != 0);
+    runq_client_close(c);
+}
+
+TEST(max_len_refuses_with_clear_error) {
+    runq_client *c = t_client();
+    runq_queue_options qo = RUNQ_QUEUE_OPTIONS_INIT;
+    qo.max_len = 2;
+    ASSERT_OK(runq_queue_configure(c, "small", &qo));
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "small";
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 1, &o);
+    t_enqueue(c, id, "t", 2, &o);
+    unsigned char args[16];
+    size_t len = t_args_int(args, 3);
+    ASSERT_EQ(runq_enqueue(c, id, "t", args, len, &o), RUNQ_EFULL);
+    ASSERT(strstr(runq_error_last(), "small") != NULL);
+    runq_worker *w = t_pull_worker(c, "small", 30000, 1);
+    runq_job *job = NULL;
+    ASSERT_OK(runq_worker_next(w, &job, 1000)); /* one leaves the queue */
+    ASSERT_OK(runq_enqueue(c, id, "t", args, len, &o));
+    ASSERT_OK(runq_job_ack(job, NULL, 0));
+    runq_job_free(job);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+/* ---- failure, backoff, dead letters ---- */
+
+static atomic_int fallback_calls;
+static char fallback_id[RUNQ_ID_SIZE];
+static void count_fallback(runq_job *job, void *ud) {
+    (void)ud;
+    memcpy(fallback_id, runq_job_id(job), RUNQ_ID_SIZE);
+    atomic_fetch_add(&fallback_calls, 1);
+}
+
+TEST(retries_back_off_then_dead_letter_with_fallback) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.max_retries = 2;
+    to.backoff_min_ms = 150;
+    to.backoff_max_ms = 10000;
+    to.backoff_factor = 2.0;
+    to.backoff_jitter = 0.0;
+    to.fallback = count_fallback;
+    ASSERT_OK(runq_task_register(NULL, c, "flaky", &to));
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "flaky", 1, NULL);
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    int64_t want_gap[] = {0, 150, 300};
+    int64_t failed_at = 0;
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        runq_job *job = NULL;
+        ASSERT_OK(runq_worker_next(w, &job, 10000));
+        ASSERT_STR(runq_job_id(job), id);
+        ASSERT_EQ(runq_job_attempt(job), attempt);
+        if (attempt > 1) ASSERT_GE(t_now_ms() - failed_at, want_gap[attempt - 1]);
+        failed_at = t_now_ms();
+        ASSERT_OK(runq_job_fail(job, "boom", -1));
+        ASSERT_EQ(runq_job_state_get(job), attempt < 3 ? RUNQ_STATE_SCHEDULED : RUNQ_STATE_DEAD);
+        runq_job_free(job);
+        runq_queue_stats st;
+        ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+        ASSERT_EQ(st.scheduled, attempt < 3 ? 1 : 0);
+        ASSERT_EQ(st.dead, attempt < 3 ? 0 : 1);
+    }
+    ASSERT_EQ(atomic_load(&fallback_calls), 1);
+    ASSERT_STR(fallback_id, id);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DEAD);
+    ASSERT_STR(runq_job_error(snap), "boom");
+    runq_job_free(snap);
+    char dead[4][RUNQ_ID_SIZE];
+    size_t n = 0;
+    ASSERT_OK(runq_dead_list(dead, &n, c, "default", 4));
+    ASSERT_EQ(n, 1);
+    ASSERT_STR(dead[0], id);
+
+    /* Dead letters are retryable with a fresh set of attempts. */
+    ASSERT_OK(runq_dead_retry(c, id));
+    runq_job *job = NULL;
+    ASSERT_OK(runq_worker_next(w, &job, 1000));
+    ASSERT_STR(runq_job_id(job), id);
+    ASSERT_EQ(runq_job_attempt(job), 1);
+    ASSERT_OK(runq_job_ack(job, NULL, 0));
+    runq_job_free(job);
+    ASSERT_EQ(runq_dead_retry(c, id), RUNQ_ESTATE);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+static atomic_int retry_in_calls;
+static int retry_in_handler(runq_job *job, void *ud) {
+    (void)ud;
+    atomic_fetch_add(&retry_in_calls, 1);
+    if (runq_job_attempt(job) == 1) {
+        runq_job_set_error(job, "try again soon");
+        runq_job_retry_in(job, 50); /* instead of the 1 h backoff below */
+        return -1;
+    }
+    return 0;
+}
+
+TEST(handler_sets_its_own_retry_delay) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = retry_in_handler;
+    to.backoff_min_ms = 3600 * 1000;
+    ASSERT_OK(runq_task_register(NULL, c, "again", &to));
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "again", 1, NULL);
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, NULL));
+    ASSERT_OK(runq_worker_start(w));
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_wait(&snap, c, id, 20000));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+    ASSERT_EQ(runq_job_attempt(snap), 2);
+    ASSERT_EQ(atomic_load(&retry_in_calls), 2);
+    runq_job_free(snap);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+static int always_fail(runq_job *job, void *ud) {
+    (void)ud;
+    runq_job_set_error(job, "always fails");
+    return 1;
+}
+
+TEST(push_mode_failures_reach_dead_letters) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = always_fail;
+    to.fallback = count_fallback;
+    to.max_retries = 2;
+    to.backoff_min_ms = 10;
+    to.backoff_max_ms = 20;
+    ASSERT_OK(runq_task_register(NULL, c, "bad", &to));
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "bad", 1, NULL);
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, NULL));
+    ASSERT_OK(runq_worker_start(w));
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_wait(&snap, c, id, 20000));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DEAD);
+    ASSERT_EQ(runq_job_attempt(snap), 3);
+    ASSERT_STR(runq_job_error(snap), "always fails");
+    runq_job_free(snap);
+    WAIT_UNTIL(atomic_load(&fallback_calls) == 1);
+    runq_worker_stats ws;
+    runq_worker_stats_get(&ws, w);
+    ASSERT_EQ(ws.failed, 3);
+    ASSERT_EQ(ws.dead, 1);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(unknown_task_is_dead_lettered_with_reason) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.max_retries = 0;
+    t_enqueue(c, id, "nobody_handles_this", 1, &o);
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, NULL));
+    ASSERT_OK(runq_worker_start(w));
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_wait(&snap, c, id, 20000));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DEAD);
+    ASSERT(strstr(runq_job_error(snap), "unknown task") != NULL);
+    runq_job_free(snap);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+/* ---- leases ---- */
+
+TEST(expired_lease_redelivers_and_fences_the_old_holder) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "slow", 1, NULL);
+    runq_worker *a = t_pull_worker(c, "default", 200, 0); /* no extension */
+    runq_job *ja = NULL;
+    ASSERT_OK(runq_worker_next(a, &ja, 1000));
+    ASSERT_EQ(runq_job_attempt(ja), 1);
+    t_sleep_ms(400); /* a "hangs" past its lease */
+    runq_worker *b = t_pull_worker(c, "default", 30000, 1);
+    runq_job *jb = NULL;
+    ASSERT_OK(runq_worker_next(b, &jb, 5000));
+    ASSERT_STR(runq_job_id(jb), id);
+    ASSERT_EQ(runq_job_attempt(jb), 2); /* the lost attempt counts */
+    ASSERT_EQ(runq_job_ack(ja, NULL, 0), RUNQ_ESTALE);
+    ASSERT_EQ(runq_job_fail(ja, "late", 0), RUNQ_ESTALE);
+    ASSERT_OK(runq_job_ack(jb, NULL, 0));
+    runq_job_free(ja);
+    runq_job_free(jb);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+    runq_job_free(snap);
+    runq_worker_free(a);
+    runq_worker_free(b);
+    runq_client_close(c);
+}
+
+TEST(lease_expiry_past_last_attempt_is_dead) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.max_retries = 0;
+    t_enqueue(c, id, "slow", 1, &o);
+    runq_worker *a = t_pull_worker(c, "default", 150, 0);
+    runq_job *ja = NULL;
+    ASSERT_OK(runq_worker_next(a, &ja, 1000));
+    t_sleep_ms(300);
+    runq_job *none = NULL;
+    ASSERT_EQ(runq_worker_next(a, &none, 200), RUNQ_ETIMEOUT);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DEAD);
+    ASSERT(strstr(runq_job_error(snap), "lease") != NULL);
+    runq_job_free(snap);
+    runq_job_free(ja);
+    runq_worker_free(a);
+    runq_client_close(c);
+}
+
+TEST(auto_extend_keeps_a_long_job_leased) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "long", 1, NULL);
+    runq_worker *a = t_pull_worker(c, "default", 300, 1);
+    runq_job *ja = NULL;
+    ASSERT_OK(runq_worker_next(a, &ja, 1000));
+    runq_worker *b = t_pull_worker(c, "default", 300, 1);
+    runq_job *jb = NULL;
+    /* Three lease lengths pass; the keeper extends every lease/3. */
+    ASSERT_EQ(runq_worker_next(b, &jb, 1000), RUNQ_ETIMEOUT);
+    ASSERT_OK(runq_job_ack(ja, NULL, 0));
+    runq_job_free(ja);
+    runq_worker_free(a);
+    runq_worker_free(b);
+    runq_client_close(c);
+}
+
+TEST(freeing_an_unsettled_pulled_job_releases_it) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 1, NULL);
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *job = NULL;
+    ASSERT_OK(runq_worker_next(w, &job, 1000));
+    runq_job_free(job);
+    ASSERT_OK(runq_worker_next(w, &job, 1000)); /* back at once, not after 30 s */
+    ASSERT_STR(runq_job_id(job), id);
+    ASSERT_EQ(runq_job_attempt(job), 1);        /* the release is not counted */
+    ASSERT_OK(runq_job_ack(job, NULL, 0));
+    runq_job_free(job);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+/* ---- deadlines ---- */
+
+TEST(job_past_ttl_is_dead_never_run) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.ttl_ms = 100;
+    t_enqueue(c, id, "t", 1, &o);
+    t_sleep_ms(300);
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *job = NULL;
+    ASSERT_EQ(runq_worker_next(w, &job, 200), RUNQ_ETIMEOUT);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DEAD);
+    ASSERT_EQ(runq_job_attempt(snap), 0);
+    ASSERT(strstr(runq_job_error(snap), "deadline") != NULL);
+    runq_job_free(snap);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+/* ---- concurrency and graceful stop ---- */
+
+static atomic_int running_now, running_max, slow_done;
+static int slow_handler(runq_job *job, void *ud) {
+    (void)job;
+    int ms = *(int *)ud;
+    int now = atomic_fetch_add(&running_now, 1) + 1;
+    for (int m = atomic_load(&running_max); now > m && !atomic_compare_exchange_weak(&running_max, &m, now);) {}
+    t_sleep_ms(ms);
+    atomic_fetch_sub(&running_now, 1);
+    atomic_fetch_add(&slow_done, 1);
+    return 0;
+}
+
+TEST(concurrency_bounds_running_handlers) {
+    runq_client *c = t_client();
+    static int ms = 50;
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = slow_handler;
+    to.userdata = &ms;
+    ASSERT_OK(runq_task_register(NULL, c, "slow", &to));
+    char id[RUNQ_ID_SIZE];
+    for (int i = 0; i < 12; i++) t_enqueue(c, id, "slow", i, NULL);
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.concurrency = 3;
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    ASSERT_OK(runq_worker_start(w));
+    WAIT_UNTIL(atomic_load(&slow_done) == 12);
+    ASSERT_EQ(atomic_load(&running_max), 3);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(stop_lets_running_finish_and_returns_the_rest) {
+    runq_client *c = t_client();
+    static int ms = 300;
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = slow_handler;
+    to.userdata = &ms;
+    ASSERT_OK(runq_task_register(NULL, c, "slow", &to));
+    char ids[10][RUNQ_ID_SIZE];
+    for (int i = 0; i < 10; i++) t_enqueue(c, ids[i], "slow", i, NULL);
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.concurrency = 2;
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    ASSERT_OK(runq_worker_start(w));
+    WAIT_UNTIL(atomic_load(&running_now) == 2);
+    ASSERT_OK(runq_worker_stop(w, 10000)); /* both finish within the grace */
+    ASSERT_EQ(atomic_load(&slow_done), 2);
+    runq_worker_free(w);
+
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.active, 0);
+    ASSERT_EQ(st.pending, 8); /* nothing lost, nothing left leased */
+    int done = 0;
+    for (int i = 0; i < 10; i++) {
+        runq_job *snap = NULL;
+        ASSERT_OK(runq_job_get(&snap, c, ids[i]));
+        if (runq_job_state_get(snap) == RUNQ_STATE_DONE) done++;
+        else ASSERT_EQ(runq_job_attempt(snap), 0); /* returned unstarted */
+        runq_job_free(snap);
+    }
+    ASSERT_EQ(done, 2);
+    runq_client_close(c);
+}
+
+static int until_cancelled(runq_job *job, void *ud) {
+    (void)ud;
+    atomic_fetch_add(&running_now, 1);
+    while (!runq_job_cancelled(job)) t_sleep_ms(5);
+    runq_job_set_error(job, "cancelled");
+    return 1;
+}
+
+TEST(stop_past_grace_cancels_handlers) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = until_cancelled;
+    ASSERT_OK(runq_task_register(NULL, c, "forever", &to));
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "forever", 1, NULL);
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, NULL));
+    ASSERT_OK(runq_worker_start(w));
+    WAIT_UNTIL(atomic_load(&running_now) == 1);
+    ASSERT_EQ(runq_worker_stop(w, 100), RUNQ_ETIMEOUT);
+    runq_worker_free(w); /* waits for the handler, which saw the cancel */
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_SCHEDULED); /* retried later */
+    ASSERT_STR(runq_job_error(snap), "cancelled");
+    runq_job_free(snap);
+    runq_client_close(c);
+}
+
+static runq_worker *self_stop_worker;
+static int stop_from_inside(runq_job *job, void *ud) {
+    (void)job;
+    (void)ud;
+    return runq_worker_stop(self_stop_worker, 0);
+}
+
+TEST(stop_from_inside_a_handler_does_not_deadlock) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = stop_from_inside;
+    ASSERT_OK(runq_task_register(NULL, c, "quit", &to));
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "quit", 1, NULL);
+    ASSERT_OK(runq_worker_create(&self_stop_worker, c, NULL));
+    ASSERT_OK(runq_worker_start(self_stop_worker));
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_wait(&snap, c, id, 20000));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+    runq_job_free(snap);
+    runq_worker_free(self_stop_worker);
+    runq_client_close(c);
+}
+
+TEST(wait_times_out_on_unfinished_job) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 1, NULL);
+    runq_job *snap = NULL;
+    ASSERT_EQ(runq_job_wait(&snap, c, id, 100), RUNQ_ETIMEOUT);
+    ASSERT(snap == NULL);
+    ASSERT_EQ(runq_job_get(&snap, c, "01ARZ3NDEKTSV4RRFFQ69G5FAV"), RUNQ_ENOTFOUND);
+    runq_client_close(c);
+}
+
+/* ---- bad input ---- */
+
+TEST(bad_input_gets_clear_errors) {
+    runq_client *c = NULL;
+    const char *bad_urls[] = {"", "nothing", "ftp://x", "redis://", "redis://h:0",
+                              "redis://h:99999", "redis://h:6379/x", "unix://relative",
+                              "memory://{x}", "redis://h?bogus=1"};
+    for (size_t i = 0; i < sizeof bad_urls / sizeof *bad_urls; i++) {
+        ASSERT_EQ(runq_client_open(&c, bad_urls[i], NULL), RUNQ_EURL);
+        ASSERT(c == NULL);
+        ASSERT(strlen(runq_error_last()) > 0);
+    }
+    runq_client_options co = RUNQ_CLIENT_OPTIONS_INIT;
+    co.max_payload = 64;
+    ASSERT_OK(runq_client_open(&c, check_url(), &co));
+    unsigned char big[200];
+    big[0] = 0xc4; /* bin8 */
+    big[1] = 198;
+    memset(big + 2, 'x', 198);
+    char id[RUNQ_ID_SIZE];
+    ASSERT_EQ(runq_enqueue(c, id, "t", big, sizeof big, NULL), RUNQ_ETOOBIG);
+    ASSERT(strstr(runq_error_last(), "64") != NULL);
+    static const unsigned char trunc[] = {0x93, 0x01};
+    ASSERT_EQ(runq_enqueue(c, id, "t", trunc, sizeof trunc, NULL), RUNQ_EINVAL);
+    static const unsigned char two[] = {0x01, 0x02};
+    ASSERT_EQ(runq_enqueue(c, id, "t", two, sizeof two, NULL), RUNQ_EINVAL);
+    static const unsigned char ok[] = {0x90};
+    ASSERT_EQ(runq_enqueue(c, id, "bad{name}", ok, 1, NULL), RUNQ_EINVAL);
+    ASSERT_EQ(runq_enqueue(c, id, "", ok, 1, NULL), RUNQ_EINVAL);
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "has space";
+    ASSERT_EQ(runq_enqueue(c, id, "t", ok, 1, &o), RUNQ_EINVAL);
+    o = (runq_enqueue_options)RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.version = 99;
+    ASSERT_EQ(runq_enqueue(c, id, "t", ok, 1, &o), RUNQ_EINVAL);
+    runq_job *snap = NULL;
+    ASSERT_EQ(runq_job_get(&snap, c, "short"), RUNQ_EINVAL);
+    /* Nothing of the refused calls was stored. */
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.pending, 0);
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.concurrency = 0;
+    runq_worker *w = NULL;
+    ASSERT_EQ(runq_worker_create(&w, c, &wo), RUNQ_EINVAL);
+    runq_client_close(c);
+}
+
+TEST_MAIN()

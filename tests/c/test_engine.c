@@ -1,0 +1,223 @@
+/* Unit tests of engine pieces that need no backend: URLs, ids, backoff, the
+ * wire format, names, errors, allocator hooks. */
+#include "support.h"
+
+#include "backend.h"
+#include "client.h"
+
+TEST(url_parsing) {
+    rq_url u;
+    ASSERT_OK(rq_url_parse(&u, "redis://alice:p%40ss:w@db.example:6380/3?timeout=250&connect_timeout=90"));
+    ASSERT_EQ(u.scheme, RQ_URL_REDIS);
+    ASSERT_STR(u.user, "alice");
+    ASSERT_STR(u.password, "p@ss:w");
+    ASSERT_STR(u.host, "db.example");
+    ASSERT_EQ(u.port, 6380);
+    ASSERT_EQ(u.db, 3);
+    ASSERT_EQ(u.command_timeout_ms, 250);
+    ASSERT_EQ(u.connect_timeout_ms, 90);
+    rq_url_clear(&u);
+    ASSERT_OK(rq_url_parse(&u, "redis://:secret@[::1]"));
+    ASSERT(u.user == NULL);
+    ASSERT_STR(u.password, "secret");
+    ASSERT_STR(u.host, "::1");
+    ASSERT_EQ(u.port, 6379);
+    ASSERT_EQ(u.db, 0);
+    rq_url_clear(&u);
+    ASSERT_OK(rq_url_parse(&u, "unix:///run/redis.sock?db=2"));
+    ASSERT_EQ(u.scheme, RQ_URL_UNIX);
+    ASSERT_STR(u.path, "/run/redis.sock");
+    ASSERT_EQ(u.db, 2);
+    rq_url_clear(&u);
+    ASSERT_OK(rq_url_parse(&u, "memory://shared"));
+    ASSERT_EQ(u.scheme, RQ_URL_MEMORY);
+    ASSERT_STR(u.name, "shared");
+    rq_url_clear(&u);
+    ASSERT_EQ(rq_url_parse(&u, "redis://h:65536"), RUNQ_EURL);
+    ASSERT_EQ(rq_url_parse(&u, "redis://h?timeout=abc"), RUNQ_EURL);
+    ASSERT_EQ(rq_url_parse(&u, "http://h"), RUNQ_EURL);
+    ASSERT(strstr(runq_error_last(), "http") != NULL);
+}
+
+TEST(ids_are_unique_and_sorted) {
+    enum { N = 20000 };
+    static char ids[N][RUNQ_ID_SIZE];
+    for (int i = 0; i < N; i++) {
+        rq_id_new(ids[i]);
+        ASSERT_EQ(strlen(ids[i]), RUNQ_ID_LEN);
+        if (i) ASSERT_LT(strcmp(ids[i - 1], ids[i]), 0);
+    }
+    /* The leading characters are the time: ids of now sort after the epoch. */
+    ASSERT_GT(strcmp(ids[0], "0000000000"), 0);
+}
+
+TEST(backoff_grows_caps_and_jitters) {
+    runq_task_options o = RUNQ_TASK_OPTIONS_INIT;
+    o.backoff_min_ms = 100;
+    o.backoff_max_ms = 1000;
+    o.backoff_factor = 2.0;
+    o.backoff_jitter = 0.0;
+    ASSERT_EQ(rq_backoff_delay(&o, 1), 100);
+    ASSERT_EQ(rq_backoff_delay(&o, 2), 200);
+    ASSERT_EQ(rq_backoff_delay(&o, 4), 800);
+    ASSERT_EQ(rq_backoff_delay(&o, 5), 1000);
+    ASSERT_EQ(rq_backoff_delay(&o, 500), 1000);
+    o.backoff_jitter = 0.5;
+    int64_t lo = INT64_MAX, hi = 0;
+    for (int i = 0; i < 2000; i++) {
+        int64_t d = rq_backoff_delay(&o, 2);
+        ASSERT_GE(d, 100);
+        ASSERT_LE(d, 300);
+        if (d < lo) lo = d;
+        if (d > hi) hi = d;
+    }
+    ASSERT_LT(lo, 150); /* the jitter really spreads the delays */
+    ASSERT_GT(hi, 250);
+}
+
+static runq_job *sample_job(void) {
+    runq_job *j = rq_job_new();
+    rq_id_new(j->id);
+    rq_job_set_str(&j->task, "send_mail");
+    rq_job_set_str(&j->queue, "mail");
+    static const unsigned char args[] = {0x92, 0xa1, 'x', 0x07};
+    rq_job_set_buf(&j->args, &j->args_len, args, sizeof args);
+    j->state = RUNQ_STATE_SCHEDULED;
+    j->attempt = 2;
+    j->max_retries = 9;
+    j->priority = -3;
+    j->created_ms = 1700000000000;
+    j->eta_ms = 1700000005000;
+    j->timeout_ms = 30000;
+    j->deadline_ms = 1700000100000;
+    rq_job_set_str(&j->unique_key, "mail:1");
+    rq_job_set_str(&j->error, "smtp down");
+    return j;
+}
+
+TEST(wire_round_trip) {
+    runq_job *j = sample_job(), *k = NULL;
+    uint8_t *buf;
+    size_t len;
+    ASSERT_OK(rq_wire_encode(&buf, &len, j));
+    ASSERT_OK(rq_wire_decode(&k, buf, len));
+    ASSERT_STR(k->id, j->id);
+    ASSERT_STR(k->task, "send_mail");
+    ASSERT_STR(k->queue, "mail");
+    ASSERT_EQ(k->args_len, j->args_len);
+    ASSERT(memcmp(k->args, j->args, j->args_len) == 0);
+    ASSERT_EQ(k->state, RUNQ_STATE_SCHEDULED);
+    ASSERT_EQ(k->attempt, 2);
+    ASSERT_EQ(k->max_retries, 9);
+    ASSERT_EQ(k->priority, -3);
+    ASSERT_EQ(k->created_ms, 1700000000000);
+    ASSERT_EQ(k->eta_ms, 1700000005000);
+    ASSERT_EQ(k->timeout_ms, 30000);
+    ASSERT_EQ(k->deadline_ms, 1700000100000);
+    ASSERT_STR(k->unique_key, "mail:1");
+    ASSERT_STR(k->error, "smtp down");
+    ASSERT(k->result == NULL);
+    rq_free(buf);
+    rq_job_destroy(j);
+    rq_job_destroy(k);
+}
+
+TEST(wire_refuses_corrupt_data) {
+    runq_job *j = sample_job(), *k = NULL;
+    uint8_t *buf;
+    size_t len;
+    ASSERT_OK(rq_wire_encode(&buf, &len, j));
+    /* Every truncation is refused with EPROTO, never a crash. */
+    for (size_t cut = 0; cut < len; cut++) {
+        ASSERT_EQ(rq_wire_decode(&k, buf, cut), RUNQ_EPROTO);
+        ASSERT(k == NULL);
+    }
+    /* Flipping bytes must never crash; what decodes must be well-formed. */
+    for (size_t i = 0; i < len; i++) {
+        uint8_t save = buf[i];
+        buf[i] ^= 0xff;
+        if (rq_wire_decode(&k, buf, len) == 0) {
+            ASSERT_EQ(rq_name_check(k->task, "task"), 0);
+            rq_job_destroy(k);
+        }
+        buf[i] = save;
+    }
+    static const unsigned char not_map[] = {0x93, 1, 2, 3};
+    ASSERT_EQ(rq_wire_decode(&k, not_map, sizeof not_map), RUNQ_EPROTO);
+    static const unsigned char v2[] = {0x81, 0xa1, 'v', 0x02};
+    ASSERT_EQ(rq_wire_decode(&k, v2, sizeof v2), RUNQ_EPROTO);
+    ASSERT(strstr(runq_error_last(), "version") != NULL);
+    rq_free(buf);
+    rq_job_destroy(j);
+}
+
+TEST(names_and_errors) {
+    ASSERT_OK(rq_name_check("emails.send-v2:high", "queue"));
+    ASSERT_EQ(rq_name_check("a{b}", "queue"), RUNQ_EINVAL);
+    ASSERT_EQ(rq_name_check("tab\there", "queue"), RUNQ_EINVAL);
+    char longname[RUNQ_NAME_MAX + 2];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    ASSERT_EQ(rq_name_check(longname, "task"), RUNQ_EINVAL);
+    for (int code = 0; code >= RUNQ_ESTATE; code--)
+        ASSERT(strcmp(runq_strerror(code), "unknown error") != 0);
+    ASSERT_STR(runq_strerror(-1000), "unknown error");
+    ASSERT_EQ(runq_version(), RUNQ_VERSION_NUMBER);
+    ASSERT_STR(runq_version_string(), RUNQ_VERSION_STRING);
+}
+
+/* Allocator hooks: every engine allocation goes through them and is freed. */
+static atomic_long live_allocs;
+static void *count_malloc(size_t n) { atomic_fetch_add(&live_allocs, 1); return malloc(n); }
+static void *count_calloc(size_t a, size_t b) { atomic_fetch_add(&live_allocs, 1); return calloc(a, b); }
+static void *count_realloc(void *p, size_t n) {
+    if (!p) atomic_fetch_add(&live_allocs, 1);
+    return realloc(p, n);
+}
+static void count_free(void *p) { if (p) atomic_fetch_sub(&live_allocs, 1); free(p); }
+
+static int noop(runq_job *job, void *ud) { (void)job; (void)ud; return 0; }
+
+TEST(allocator_hooks_see_every_allocation) {
+    runq_allocator a = {count_malloc, count_calloc, count_realloc, count_free};
+    runq_set_allocator(&a);
+    runq_client *c = NULL;
+    ASSERT_OK(runq_client_open(&c, "memory://", NULL));
+    ASSERT_GT(atomic_load(&live_allocs), 0);
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = noop;
+    ASSERT_OK(runq_task_register(NULL, c, "n", &to));
+    char id[RUNQ_ID_SIZE];
+    for (int i = 0; i < 100; i++) t_enqueue(c, id, "n", i, NULL);
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, NULL));
+    ASSERT_OK(runq_worker_start(w));
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_wait(&snap, c, id, 20000));
+    runq_job_free(snap);
+    runq_worker_free(w);
+    runq_client_close(c);
+    ASSERT_EQ(atomic_load(&live_allocs), 0);
+    runq_set_allocator(NULL);
+}
+
+TEST(named_memory_store_is_shared) {
+    runq_client *a = NULL, *b = NULL, *other = NULL;
+    ASSERT_OK(runq_client_open(&a, "memory://shared-test", NULL));
+    ASSERT_OK(runq_client_open(&b, "memory://shared-test", NULL));
+    ASSERT_OK(runq_client_open(&other, "memory://", NULL));
+    ASSERT_STR(runq_client_backend(a), "memory");
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(a, id, "t", 1, NULL);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, b, id));
+    runq_job_free(snap);
+    ASSERT_EQ(runq_job_get(&snap, other, id), RUNQ_ENOTFOUND);
+    runq_client_close(a);
+    ASSERT_OK(runq_job_get(&snap, b, id)); /* b still holds the store */
+    runq_job_free(snap);
+    runq_client_close(b);
+    runq_client_close(other);
+}
+
+TEST_MAIN()
