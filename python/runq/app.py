@@ -1,0 +1,259 @@
+"""App: one connection to a backend, and the tasks registered on it."""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from typing import Any, Awaitable, Callable, Sequence, TypeVar, overload
+
+from . import _runq
+from .errors import DuplicateJob
+from .job import JobRef
+from .task import Message, Seconds, Task, _ms, make_messages
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_URL = "memory://"
+
+
+class _LoopThread:
+    """An asyncio loop on its own thread, for async def handlers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="runq-asyncio", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        self.loop.close()
+
+    def run(self, aw: Awaitable[Any], raw: _runq.Job) -> Any:
+        async def wrap() -> Any:
+            return await aw
+
+        fut = asyncio.run_coroutine_threadsafe(wrap(), self.loop)
+        # Wait in slices so a cancelled job (worker stopping past its grace,
+        # or job timeout) cancels the coroutine instead of being waited on.
+        while True:
+            done, _ = concurrent.futures.wait([fut], timeout=0.2)
+            if done:
+                return fut.result()
+            if raw.cancelled:
+                fut.cancel()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+
+
+class App:
+    """Tasks and a client for one backend.
+
+    ``url``: ``memory://``, ``memory://NAME``, ``redis://host:port/db``,
+    ``unix:///path.sock``; default: $RUNQ_URL, else ``memory://``. The
+    connection opens on first use.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        max_payload: int | None = None,
+        result_ttl: Seconds | None = None,
+        connect_timeout: Seconds | None = None,
+        command_timeout: Seconds | None = None,
+    ) -> None:
+        self.url = url or os.environ.get("RUNQ_URL") or DEFAULT_URL
+        self.tasks: dict[str, Task] = {}
+        self._client_opts: dict[str, int] = {}
+        if max_payload is not None:
+            self._client_opts["max_payload"] = int(max_payload)
+        for key, val in (("result_ttl_ms", result_ttl), ("connect_timeout_ms", connect_timeout),
+                         ("command_timeout_ms", command_timeout)):
+            ms = _ms(val, key)
+            if ms is not None:
+                self._client_opts[key] = ms
+        self._client: _runq.Client | None = None
+        self._lock = threading.Lock()
+        self._loops: list[_LoopThread] = []
+
+    # ---- connection ---------------------------------------------------
+    @property
+    def client(self) -> _runq.Client:
+        """The engine client, opened on first use (raises InvalidURL, BackendError)."""
+        c = self._client
+        if c is not None:
+            return c
+        with self._lock:
+            if self._client is None:
+                client = _runq.Client(self.url, **self._client_opts)
+                for task in self.tasks.values():
+                    task._register(client)
+                self._client = client
+            return self._client
+
+    @property
+    def backend(self) -> str:
+        return self.client.backend
+
+    def close(self) -> None:
+        """Close the connection (stop the app's workers first)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- tasks ----------------------------------------------------------
+    @overload
+    def task(self, fn: F, /) -> Task: ...
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 3,
+        backoff: tuple[float, float] = (1.0, 3600.0),
+        timeout: Seconds | None = None,
+        unique_for: Seconds | None = None,
+        fallback: Callable[..., Any] | None = None,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 3,
+        backoff: tuple[float, float] = (1.0, 3600.0),
+        timeout: Seconds | None = None,
+        unique_for: Seconds | None = None,
+        fallback: Callable[..., Any] | None = None,
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
+        """Register a handler: ``@app.task`` or ``@app.task(name=..., ...)``.
+
+        The handler is called with the job's args and kwargs, with nothing
+        if it takes no parameters, or with the runq.Job if its single
+        parameter is annotated ``runq.Job``. ``async def`` handlers run on
+        the worker's asyncio loop.
+        """
+
+        def decorate(f: Callable[..., Any]) -> Task:
+            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            t = Task(self, f, task_name, queue=queue, retries=retries, backoff=backoff,
+                     timeout=timeout, unique_for=unique_for, fallback=fallback)
+            self._add(t)
+            return t
+
+        return decorate(fn) if fn is not None else decorate
+
+    def remote(self, name: str, *, queue: str = "default") -> Task:
+        """A task handled elsewhere (another process or language): enqueue only."""
+        t = Task(self, None, name, queue=queue)
+        with self._lock:
+            self.tasks.setdefault(name, t)
+        return t
+
+    def _add(self, t: Task) -> None:
+        with self._lock:
+            self.tasks[t.name] = t
+            if self._client is not None:
+                t._register(self._client)
+
+    # ---- enqueue ----------------------------------------------------------
+    def enqueue_many(
+        self,
+        items: Sequence[Message | tuple[Task, Sequence[Any], dict[str, Any]]],
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Enqueue several jobs in one round trip.
+
+        Items are ``task.prepare(*args, **kw)`` /
+        ``task.options(...).prepare(...)`` messages or (task, args, kwargs)
+        tuples. Returns one JobRef per item. A failed item raises its error
+        after every item was tried (``.results`` on the exception holds the
+        per-item outcomes); with return_exceptions=True the exception is put
+        in the list instead.
+        """
+        msgs = make_messages(items)
+        raw = self.client.enqueue_many([(m.task, m.payload, m.options) for m in msgs])
+        results: list[Any] = []
+        first: BaseException | None = None
+        for m, (code, job_id, detail) in zip(msgs, raw):
+            if code == 0 and job_id:
+                results.append(JobRef(self, job_id, m.task))
+                continue
+            exc = _runq.make_error(code, detail, job_id)
+            if isinstance(exc, DuplicateJob) and job_id:
+                exc.existing = JobRef(self, job_id, m.task)  # type: ignore[attr-defined]
+            results.append(exc)
+            first = first or exc
+        if first is not None and not return_exceptions:
+            first.results = results  # type: ignore[attr-defined]
+            raise first
+        return results
+
+    def job(self, job_id: str) -> JobRef:
+        return JobRef(self, job_id)
+
+    # ---- queues -------------------------------------------------------------
+    def configure_queue(self, queue: str, *, max_len: int = 0) -> None:
+        self.client.queue_configure(queue, max_len=max_len)
+
+    def queue_stats(self, queue: str = "default") -> dict[str, int]:
+        return self.client.queue_stats(queue)
+
+    def dead_letters(self, queue: str = "default", limit: int = 100) -> list[JobRef]:
+        return [JobRef(self, i) for i in self.client.dead_list(queue, limit)]
+
+    def retry_dead(self, job_id: str) -> None:
+        self.client.dead_retry(job_id)
+
+    # ---- workers ---------------------------------------------------------------
+    def worker(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        concurrency: int = 4,
+        weights: Sequence[int] | None = None,
+        lease: Seconds = 30.0,
+        grace: Seconds = 30.0,
+    ) -> Worker:
+        return Worker(self, queues, concurrency=concurrency, weights=weights,
+                      lease=lease, grace=grace)
+
+    # Async handlers run on the loop of the most recently started worker
+    # (a worker owns its loop); one is made on demand when none runs.
+    def _push_loop(self) -> _LoopThread:
+        lt = _LoopThread()
+        with self._lock:
+            self._loops.append(lt)
+        return lt
+
+    def _pop_loop(self, lt: _LoopThread) -> None:
+        with self._lock:
+            if lt in self._loops:
+                self._loops.remove(lt)
+        lt.stop()
+
+    def _run_coroutine(self, aw: Awaitable[Any], raw: _runq.Job) -> Any:
+        with self._lock:
+            lt = self._loops[-1] if self._loops else None
+        if lt is None:
+            lt = self._push_loop()
+        return lt.run(aw, raw)
+
+
+from .worker import Worker  # noqa: E402  (Worker needs App defined)

@@ -1,0 +1,151 @@
+"""Worker: runs the app's task handlers on engine threads until stopped."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import types
+from typing import TYPE_CHECKING, Any, Sequence
+
+from . import _runq
+from .task import Seconds, _ms, in_handler
+
+if TYPE_CHECKING:
+    from .app import App, _LoopThread
+
+log = logging.getLogger("runq")
+
+
+class Worker:
+    """Fetches jobs from ``queues`` (strict order, or ``weights``) and runs up
+    to ``concurrency`` handlers at once on engine threads.
+
+    ``run()`` blocks until SIGINT/SIGTERM or ``stop()``; ``start()`` /
+    ``stop()`` run it in the background. On stop, fetched jobs not started
+    go back to pending at once, running handlers get ``grace`` seconds, then
+    see ``job.cancelled``; a job whose handler never returns stays leased
+    and is delivered again after its lease expires.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        queues: Sequence[str] | None = None,
+        *,
+        concurrency: int = 4,
+        weights: Sequence[int] | None = None,
+        lease: Seconds = 30.0,
+        grace: Seconds = 30.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.app = app
+        self.queues = list(queues) if queues else ["default"]
+        self.concurrency = concurrency
+        self.weights = list(weights) if weights else None
+        self.lease_ms = _ms(lease, "lease") or 30000
+        self.grace_ms = _ms(grace, "grace") or 0
+        self._raw: _runq.Worker | None = None
+        self._loop: _LoopThread | None = None
+        self._stop_requested = threading.Event()
+        self._lock = threading.Lock()
+        self._running_run = False
+
+    @property
+    def running(self) -> bool:
+        return self._raw is not None
+
+    def stats(self) -> dict[str, int]:
+        raw = self._raw
+        return raw.stats() if raw is not None else {}
+
+    def start(self) -> Worker:
+        with self._lock:
+            if self._raw is not None:
+                raise _runq.InvalidState("the worker is already running")
+            self._stop_requested.clear()
+            raw = _runq.Worker(self.app.client, self.queues, weights=self.weights,
+                               concurrency=self.concurrency, lease_ms=self.lease_ms,
+                               grace_ms=self.grace_ms)
+            self._loop = self.app._push_loop()
+            try:
+                raw.start()
+            except BaseException:
+                raw.close()
+                self.app._pop_loop(self._loop)
+                self._loop = None
+                raise
+            self._raw = raw
+        log.info("runq worker started: backend=%s queues=%s concurrency=%d",
+                 self.app.backend, ",".join(self.queues), self.concurrency)
+        return self
+
+    def stop(self, grace: Seconds | None = None) -> bool:
+        """Stop gracefully. Returns True when every handler finished in time.
+
+        From a handler, or while run() is blocking in another thread, it only
+        asks for the stop; run() does it.
+        """
+        self._stop_requested.set()
+        if in_handler() or self._running_run:
+            return True
+        return self._shutdown(grace)
+
+    def _shutdown(self, grace: Seconds | None = None) -> bool:
+        with self._lock:
+            raw, self._raw = self._raw, None
+            loop, self._loop = self._loop, None
+        if raw is None:
+            return True
+        grace_ms = self.grace_ms if grace is None else (_ms(grace, "grace") or 0)
+        log.info("runq worker stopping: no new jobs; waiting up to %.1fs for %d running handler(s)",
+                 grace_ms / 1000, raw.stats().get("running", 0))
+        try:
+            finished = raw.stop(grace_ms)
+            stats = raw.stats()
+        finally:
+            raw.close()
+            if loop is not None:
+                self.app._pop_loop(loop)
+        if finished:
+            log.info("runq worker stopped gracefully: %d processed, %d failed, %d dead",
+                     stats["processed"], stats["failed"], stats["dead"])
+        else:
+            log.warning("runq worker stopped: handlers still running after the grace period "
+                        "were cancelled (%d processed, %d failed)",
+                        stats["processed"], stats["failed"])
+        return finished
+
+    def run(self) -> bool:
+        """Start and block until SIGINT/SIGTERM (main thread) or stop()."""
+        old: dict[int, Any] = {}
+        is_main = threading.current_thread() is threading.main_thread()
+
+        def on_signal(signum: int, frame: types.FrameType | None) -> None:
+            log.info("runq worker received %s: stopping gracefully", signal.Signals(signum).name)
+            self._stop_requested.set()
+
+        self._running_run = True
+        try:
+            if is_main:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    old[sig] = signal.signal(sig, on_signal)
+            self.start()
+            raw = self._raw
+            while not self._stop_requested.wait(0.5):
+                if raw is not None:
+                    raw.check()  # re-raise what a handler callback stored
+        finally:
+            self._running_run = False
+            try:
+                finished = self._shutdown()
+            finally:
+                for sig, handler in old.items():
+                    signal.signal(sig, handler)
+        return finished
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
