@@ -1,0 +1,825 @@
+/* The redis:// and unix:// backend: each operation of rq_backend_ops is one
+ * server script (or a plain read) sent through the I/O thread of conn.c.
+ * docs/redis-backend.md describes the key layout and every script. */
+#include "backend.h"
+
+#include "redis/conn.h"
+#include "redis/scripts.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define KEY_MAX (RUNQ_NAME_MAX * 2 + 64)
+#define FETCH_FIELDS 16
+#define BLOCK_SLICE_MS 30000 /* longest single BZPOPMIN; the loop re-arms it */
+
+enum { S_ENQUEUE, S_FETCH, S_ACK, S_FAIL, S_RELEASE, S_EXTEND, S_BURY, S_DEAD_RETRY,
+       S_STATS, S_CONFIGURE, S_COUNT };
+static const char *const script_names[S_COUNT] = {
+    "enqueue", "fetch", "ack", "fail", "release", "extend", "bury", "dead_retry",
+    "stats", "configure"};
+
+typedef struct rq_redis {
+    runq_backend base;
+    rq_conn *conn;
+    int timeout_ms; /* command timeout */
+    int script[S_COUNT];
+} rq_redis;
+
+#define RB(b) ((rq_redis *)(b))
+
+/* ---- keys ------------------------------------------------------------ */
+
+/* Every key of queue Q carries the hash tag {runq:Q}, so one queue lives in
+ * one cluster slot and each script touches one slot (except the id lookup
+ * key, see docs). */
+static void qkey(char out[KEY_MAX], const char *queue, const char *suffix) {
+    snprintf(out, KEY_MAX, "{runq:%s}:%s", queue, suffix);
+}
+static void jkey(char out[KEY_MAX], const char *queue, const char *id) {
+    snprintf(out, KEY_MAX, "{runq:%s}:job:%s", queue, id);
+}
+static void lookup_key(char out[KEY_MAX], const char *id) {
+    snprintf(out, KEY_MAX, "runq:id:%s", id);
+}
+
+static int call_rc(const rq_call *call, const char *what) {
+    if (!call->reply) return rq_error(RUNQ_EIO, "redis gave no reply to %s", what);
+    if (call->reply->type == RQ_REPLY_ERROR)
+        return rq_error(RUNQ_EIO, "redis %s script failed: %s", what, call->reply->str);
+    return 0;
+}
+
+/* A lost or timed-out round trip: name the operation in the detail. */
+static int io_rc(int rc, const char *what) {
+    if (rc == 0 || rc == RQ_INTERRUPTED) return rc;
+    return rq_error(rc, "redis %s: %s", what, runq_error_last());
+}
+
+static int run1(rq_redis *rb, rq_call *call, const char *what) {
+    int rc = rq_calls_run(rb->conn, call, 1, 0, rb->timeout_ms, 0, 0, NULL);
+    if (rc) return io_rc(rc, what);
+    return call_rc(call, what);
+}
+
+/* ---- enqueue ----------------------------------------------------------- */
+
+static void enqueue_call(rq_redis *rb, rq_call *c, const runq_job *j) {
+    char k[KEY_MAX];
+    rq_call_init(c, rb->script[S_ENQUEUE]);
+    jkey(k, j->queue, j->id);
+    rq_call_key(c, k);
+    qkey(k, j->queue, "scheduled");
+    rq_call_key(c, k);
+    qkey(k, j->queue, "pending");
+    rq_call_key(c, k);
+    qkey(k, j->queue, "marker");
+    rq_call_key(c, k);
+    qkey(k, j->queue, "config");
+    rq_call_key(c, k);
+    snprintf(k, KEY_MAX, "{runq:%s}:unique:", j->queue);
+    if (j->unique_key) {
+        /* Declared whole in KEYS; the key itself may be long. */
+        size_t kl = strlen(k), ul = strlen(j->unique_key);
+        char *uk = rq_malloc(kl + ul + 1);
+        if (!uk) c->oom = true;
+        else {
+            memcpy(uk, k, kl);
+            memcpy(uk + kl, j->unique_key, ul + 1);
+            rq_call_key(c, uk);
+            rq_free(uk);
+        }
+    } else {
+        rq_call_key(c, k);
+    }
+    lookup_key(k, j->id);
+    rq_call_key(c, k);
+    rq_call_str(c, j->id);
+    rq_call_str(c, j->task);
+    rq_call_str(c, j->queue);
+    rq_call_bin(c, j->args, j->args_len);
+    rq_call_i64(c, j->max_retries);
+    rq_call_i64(c, j->priority);
+    rq_call_i64(c, j->eta_ms);
+    rq_call_i64(c, j->delay_ms);
+    rq_call_i64(c, j->timeout_ms);
+    rq_call_i64(c, j->deadline_ms);
+    rq_call_i64(c, j->ttl_ms);
+    rq_call_str(c, j->unique_key ? j->unique_key : "");
+    rq_call_i64(c, j->unique_ttl_ms);
+}
+
+static int redis_enqueue(runq_backend *b, runq_job **jobs, int *results, size_t n, int replicate,
+                         int replicate_timeout_ms) {
+    rq_redis *rb = RB(b);
+    if (n == 0) return 0;
+    rq_call *calls = rq_calloc(n, sizeof *calls);
+    if (!calls) return rq_error(RUNQ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) enqueue_call(rb, &calls[i], jobs[i]);
+    long long acked = 0;
+    /* WAIT blocks its connection, so a replicated write takes a pool
+     * connection of its own instead of stalling the shared pipeline. */
+    int flags = replicate > 0 ? RQ_REQ_BLOCKING : 0;
+    int timeout = rb->timeout_ms + (replicate > 0 ? replicate_timeout_ms : 0);
+    int rc = rq_calls_run(rb->conn, calls, n, flags, timeout, replicate, replicate_timeout_ms,
+                          &acked);
+    if (rc) {
+        rc = io_rc(rc, "enqueue");
+        for (size_t i = 0; i < n; i++) results[i] = rc;
+        goto out;
+    }
+    int first_err = 0;
+    for (size_t i = 0; i < n; i++) {
+        runq_job *j = jobs[i];
+        const rq_reply *r = calls[i].reply;
+        long long code = 0;
+        if ((results[i] = call_rc(&calls[i], "enqueue")) != 0) goto item_done;
+        if (!rq_reply_int(rq_reply_at(r, 0), &code)) {
+            results[i] = rq_error(RUNQ_EPROTO, "redis enqueue: unexpected reply");
+            goto item_done;
+        }
+        if (code == 0) {
+            long long created = 0, eta = 0, deadline = 0, state = 0;
+            rq_reply_int(rq_reply_at(r, 2), &created);
+            rq_reply_int(rq_reply_at(r, 3), &eta);
+            rq_reply_int(rq_reply_at(r, 4), &deadline);
+            rq_reply_int(rq_reply_at(r, 5), &state);
+            j->created_ms = created;
+            j->eta_ms = eta;
+            j->deadline_ms = deadline;
+            j->state = (runq_job_state)state;
+            j->attempt = 0;
+            results[i] = 0;
+        } else if (code == RUNQ_EDUPLICATE) {
+            const rq_reply *h = rq_reply_at(r, 1);
+            if (h && h->type == RQ_REPLY_STRING && h->len == RUNQ_ID_LEN)
+                memcpy(j->id, h->str, RUNQ_ID_SIZE);
+            results[i] = rq_error(RUNQ_EDUPLICATE, "unique key \"%s\" is held by job %s",
+                                  j->unique_key ? j->unique_key : "", j->id);
+        } else if (code == RUNQ_EFULL) {
+            results[i] = rq_error(RUNQ_EFULL, "queue %s holds its max_len of jobs", j->queue);
+        } else {
+            results[i] = rq_error(RUNQ_EPROTO, "redis enqueue: unexpected code %lld", code);
+        }
+    item_done:
+        if (results[i] && !first_err) first_err = results[i];
+    }
+    if (replicate > 0 && acked < replicate) {
+        rc = rq_error(RUNQ_EDURABILITY,
+                      "written, but only %lld of %d replicas confirmed within %d ms: "
+                      "the durability of the write is unknown",
+                      acked < 0 ? 0 : acked, replicate, replicate_timeout_ms);
+    }
+out:
+    for (size_t i = 0; i < n; i++) rq_call_clear(&calls[i]);
+    rq_free(calls);
+    return rc;
+}
+
+/* ---- fetch ---------------------------------------------------------------- */
+
+/* Strict order, or a weighted random permutation (heavier queues first more
+ * often), the same rule as the memory backend. */
+static void fetch_order(const rq_fetch_request *req, size_t *order) {
+    for (size_t i = 0; i < req->nqueues; i++) order[i] = i;
+    if (!req->weights) return;
+    for (size_t i = 0; i + 1 < req->nqueues; i++) {
+        uint64_t total = 0;
+        for (size_t k = i; k < req->nqueues; k++) total += req->weights[order[k]];
+        if (total == 0) return;
+        uint64_t pick = rq_random64() % total;
+        size_t k = i;
+        while (pick >= req->weights[order[k]]) pick -= req->weights[order[k++]];
+        size_t t = order[i];
+        order[i] = order[k];
+        order[k] = t;
+    }
+}
+
+static bool reply_i64(const rq_reply *r, int64_t *out) {
+    long long v;
+    if (!rq_reply_int(r, &v)) return false;
+    *out = v;
+    return true;
+}
+
+static bool reply_u64(const rq_reply *r, uint64_t *out) {
+    if (!r || r->type != RQ_REPLY_STRING || r->len == 0) return false;
+    char *end;
+    unsigned long long v = strtoull(r->str, &end, 10);
+    if (*end) return false;
+    *out = v;
+    return true;
+}
+
+static int reply_str(const rq_reply *r, char **field, bool empty_is_null) {
+    if (!r || r->type != RQ_REPLY_STRING) return RUNQ_EPROTO;
+    if (empty_is_null && r->len == 0) return rq_job_set_str(field, NULL);
+    return rq_job_set_str(field, r->str);
+}
+
+/* Build a job from 16 fetch fields. RUNQ_EPROTO with *why set when the
+ * record is malformed in a way the script could not see. */
+static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const char **why) {
+    runq_job *j = rq_job_new();
+    if (!j) return rq_error(RUNQ_ENOMEM, "out of memory");
+    const rq_reply *f[FETCH_FIELDS];
+    for (size_t i = 0; i < FETCH_FIELDS; i++) f[i] = rq_reply_at(r, at + i);
+    int64_t v[FETCH_FIELDS] = {0};
+    int rc = 0;
+    *why = NULL;
+    if (!f[0] || f[0]->type != RQ_REPLY_STRING || f[0]->len != RUNQ_ID_LEN) {
+        *why = "bad id";
+        rc = RUNQ_EPROTO;
+        goto out;
+    }
+    memcpy(j->id, f[0]->str, RUNQ_ID_SIZE);
+    for (size_t i = 4; i <= 12; i++)
+        if (i != 11 && !reply_i64(f[i], &v[i])) {
+            *why = "a numeric field is not a number";
+            rc = RUNQ_EPROTO;
+            goto out;
+        }
+    if (!reply_i64(f[15], &v[15]) || !reply_u64(f[14], &j->lease_token)) {
+        *why = "bad lease";
+        rc = RUNQ_EPROTO;
+        goto out;
+    }
+    if ((rc = reply_str(f[1], &j->task, false)) || (rc = reply_str(f[2], &j->queue, false)) ||
+        (rc = reply_str(f[11], &j->unique_key, true)) || (rc = reply_str(f[13], &j->error, true))) {
+        if (rc == RUNQ_EPROTO) *why = "a text field is not a string";
+        goto out;
+    }
+    if (!f[3] || f[3]->type != RQ_REPLY_STRING ||
+        rq_msgpack_check(f[3]->str, f[3]->len, "job args") != 0) {
+        *why = "args are not one well-formed msgpack object";
+        rc = RUNQ_EPROTO;
+        goto out;
+    }
+    if ((rc = rq_job_set_buf(&j->args, &j->args_len, f[3]->str, f[3]->len))) goto out;
+    j->attempt = (int)v[4];
+    j->max_retries = (int)v[5];
+    j->priority = (int32_t)v[6];
+    j->created_ms = v[7];
+    j->eta_ms = v[8];
+    j->timeout_ms = v[9];
+    j->deadline_ms = v[10];
+    j->unique_ttl_ms = v[12];
+    j->lease_until_ms = v[15];
+    j->state = RUNQ_STATE_ACTIVE;
+out:
+    if (rc) {
+        rq_job_destroy(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+/* Dead-letter a leased job the client cannot decode. Best effort: if this
+ * fails, the lease expires and the next fetch meets the job again. */
+static void bury(rq_redis *rb, const char *queue, const rq_reply *id, const rq_reply *token,
+                 const char *why) {
+    if (!id || id->type != RQ_REPLY_STRING || !token || token->type != RQ_REPLY_STRING) return;
+    char k[KEY_MAX], reason[160];
+    rq_call c;
+    rq_call_init(&c, rb->script[S_BURY]);
+    snprintf(k, KEY_MAX, "{runq:%s}:job:%s", queue, id->str);
+    rq_call_key(&c, k);
+    qkey(k, queue, "active");
+    rq_call_key(&c, k);
+    qkey(k, queue, "dead");
+    rq_call_key(&c, k);
+    rq_call_str(&c, id->str);
+    rq_call_str(&c, token->str);
+    snprintf(reason, sizeof reason, "corrupt job: %s", why);
+    rq_call_str(&c, reason);
+    (void)run1(rb, &c, "bury");
+    rq_call_clear(&c);
+}
+
+/* One fetch script on one queue. Appends leased jobs to out[*n...]. */
+static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *req,
+                       runq_job **out, size_t *n, int64_t *next_due, int64_t *server_now) {
+    char k[KEY_MAX];
+    size_t want = req->max - *n;
+    rq_call c;
+    rq_call_init(&c, rb->script[S_FETCH]);
+    static const char *const zsets[] = {"scheduled", "pending", "active", "dead", "marker"};
+    for (size_t i = 0; i < 5; i++) {
+        qkey(k, queue, zsets[i]);
+        rq_call_key(&c, k);
+    }
+    snprintf(k, KEY_MAX, "{runq:%s}:job:", queue);
+    rq_call_str(&c, k);
+    rq_call_i64(&c, req->lease_ms);
+    rq_call_i64(&c, (int64_t)want);
+    rq_call_str(&c, queue);
+    for (size_t i = 0; i < want; i++) {
+        uint64_t t;
+        do t = rq_random64();
+        while (t == 0); /* 0 means "no lease" in the record */
+        rq_call_u64(&c, t);
+    }
+    int rc = run1(rb, &c, "fetch");
+    if (rc) goto out;
+    const rq_reply *r = c.reply;
+    int64_t now = 0, due = 0, got = 0;
+    if (!reply_i64(rq_reply_at(r, 0), &now) || !reply_i64(rq_reply_at(r, 1), &due) ||
+        !reply_i64(rq_reply_at(r, 2), &got) || got < 0 || (size_t)got > want ||
+        r->elements != 3 + (size_t)got * FETCH_FIELDS) {
+        rc = rq_error(RUNQ_EPROTO, "redis fetch: unexpected reply shape");
+        goto out;
+    }
+    *server_now = now;
+    if (due > 0 && (*next_due == 0 || due < *next_due)) *next_due = due;
+    for (int64_t i = 0; i < got; i++) {
+        size_t at = 3 + (size_t)i * FETCH_FIELDS;
+        const char *why = NULL;
+        runq_job *j = NULL;
+        int jrc = job_from_fetch(&j, r, at, &why);
+        if (jrc == RUNQ_EPROTO) {
+            bury(rb, queue, rq_reply_at(r, at), rq_reply_at(r, at + 14), why);
+            continue;
+        }
+        if (jrc) {
+            /* Out of memory: the lease lapses and the job comes back. */
+            rc = jrc;
+            continue;
+        }
+        out[(*n)++] = j;
+    }
+    if (*n) rc = 0;
+out:
+    rq_call_clear(&c);
+    return rc;
+}
+
+/* Block until a marker of one of the queues is pushed or wait_ms passes. */
+static int block_on_markers(rq_redis *rb, const rq_fetch_request *req, int64_t wait_ms,
+                            unsigned gen) {
+    rq_req *r = rq_req_new(1, RQ_REQ_BLOCKING | RQ_REQ_REISSUE | RQ_REQ_INTERRUPTIBLE);
+    if (!r) return rq_error(RUNQ_ENOMEM, "out of memory");
+    rq_req_set_gen(r, gen);
+    size_t argc = req->nqueues + 2;
+    const char **argv = rq_calloc(argc, sizeof *argv);
+    char (*keys)[KEY_MAX] = rq_calloc(req->nqueues, KEY_MAX);
+    char secs[32];
+    int rc;
+    if (!argv || !keys) {
+        rc = rq_error(RUNQ_ENOMEM, "out of memory");
+        goto out;
+    }
+    argv[0] = "BZPOPMIN";
+    for (size_t i = 0; i < req->nqueues; i++) {
+        qkey(keys[i], req->queues[i], "marker");
+        argv[i + 1] = keys[i];
+    }
+    /* Redis >= 6 takes fractional seconds; 0 would mean forever. */
+    if (wait_ms < 1) wait_ms = 1;
+    snprintf(secs, sizeof secs, "%.3f", (double)wait_ms / 1000.0);
+    argv[argc - 1] = secs;
+    rc = rq_req_addv(r, (int)argc, argv);
+    if (rc == 0) rc = rq_conn_exec(rb->conn, r, (int)wait_ms + rb->timeout_ms);
+    if (rc == 0 && rq_reply_is_error(rq_req_reply(r, 0)))
+        rc = rq_error(RUNQ_EIO, "redis BZPOPMIN failed: %s", rq_req_reply(r, 0)->str);
+out:
+    rq_free(argv);
+    rq_free(keys);
+    rq_req_release(rb->conn, r);
+    return rc;
+}
+
+static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job ***out, size_t *n) {
+    rq_redis *rb = RB(b);
+    size_t order[64];
+    *out = NULL;
+    *n = 0;
+    if (req->nqueues == 0 || req->nqueues > 64 || req->max == 0)
+        return rq_error(RUNQ_EINVAL, "fetch needs 1 to 64 queues and max > 0");
+    runq_job **jobs = rq_calloc(req->max, sizeof *jobs);
+    if (!jobs) return rq_error(RUNQ_ENOMEM, "out of memory");
+    unsigned gen = rq_conn_interrupt_gen(rb->conn);
+    int64_t until = req->timeout_ms < 0 ? INT64_MAX : rq_mono_ms() + req->timeout_ms;
+    int rc = 0;
+    for (;;) {
+        int64_t next_due = 0, server_now = 0;
+        fetch_order(req, order);
+        for (size_t i = 0; i < req->nqueues && *n < req->max; i++) {
+            rc = fetch_queue(rb, req->queues[order[i]], req, jobs, n, &next_due, &server_now);
+            if (rc) break;
+        }
+        if (*n || rc) break;
+        int64_t left = until - rq_mono_ms();
+        if (rq_conn_interrupt_gen(rb->conn) != gen || left <= 0) {
+            rc = rq_error(RUNQ_ETIMEOUT, "no job became due in time");
+            break;
+        }
+        /* Sleep on the markers until the earliest of: the caller's limit, a
+         * scheduled job coming due, a lease expiring (server clock). */
+        if (next_due > 0 && next_due - server_now < left) left = next_due - server_now;
+        if (left > BLOCK_SLICE_MS) left = BLOCK_SLICE_MS;
+        if (left <= 0) continue;
+        rc = block_on_markers(rb, req, left, gen);
+        if (rc == RQ_INTERRUPTED) {
+            rc = rq_error(RUNQ_ETIMEOUT, "no job became due in time (interrupted)");
+            break;
+        }
+        if (rc) {
+            rc = io_rc(rc == RUNQ_ETIMEOUT ? RUNQ_EIO : rc, "fetch wait");
+            break;
+        }
+    }
+    if (*n) {
+        rc = 0;
+        *out = jobs;
+    } else {
+        rq_free(jobs);
+    }
+    return rc;
+}
+
+/* ---- settling a leased job --------------------------------------------------- */
+
+static int stale(const runq_job *job) {
+    return rq_error(RUNQ_ESTALE,
+                    "job %s: the lease is no longer held by this worker (it expired and the job "
+                    "was or will be delivered again)",
+                    job->id);
+}
+
+static void leased_keys(rq_call *c, const runq_job *job) {
+    char k[KEY_MAX];
+    jkey(k, job->queue, job->id);
+    rq_call_key(c, k);
+    qkey(k, job->queue, "active");
+    rq_call_key(c, k);
+}
+
+static int redis_ack(runq_backend *b, const runq_job *job, const void *result, size_t result_len,
+                     int64_t result_ttl_ms) {
+    rq_redis *rb = RB(b);
+    char k[KEY_MAX];
+    rq_call c;
+    rq_call_init(&c, rb->script[S_ACK]);
+    leased_keys(&c, job);
+    lookup_key(k, job->id);
+    rq_call_key(&c, k);
+    rq_call_str(&c, job->id);
+    rq_call_u64(&c, job->lease_token);
+    rq_call_bin(&c, result, result ? result_len : 0);
+    rq_call_i64(&c, result_ttl_ms);
+    int rc = run1(rb, &c, "ack");
+    long long code = 0;
+    if (rc == 0 && !rq_reply_int(c.reply, &code)) rc = rq_error(RUNQ_EPROTO, "redis ack: bad reply");
+    if (rc == 0 && code == RUNQ_ESTALE) rc = stale(job);
+    rq_call_clear(&c);
+    return rc;
+}
+
+static int redis_fail(runq_backend *b, const runq_job *job, const char *error,
+                      int64_t retry_delay_ms, bool *dead) {
+    rq_redis *rb = RB(b);
+    char k[KEY_MAX];
+    *dead = false;
+    rq_call c;
+    rq_call_init(&c, rb->script[S_FAIL]);
+    leased_keys(&c, job);
+    qkey(k, job->queue, "scheduled");
+    rq_call_key(&c, k);
+    qkey(k, job->queue, "dead");
+    rq_call_key(&c, k);
+    qkey(k, job->queue, "marker");
+    rq_call_key(&c, k);
+    rq_call_str(&c, job->id);
+    rq_call_u64(&c, job->lease_token);
+    rq_call_str(&c, error ? error : "failed");
+    rq_call_i64(&c, retry_delay_ms);
+    int rc = run1(rb, &c, "fail");
+    long long code = 0, d = 0;
+    if (rc == 0 && !rq_reply_int(rq_reply_at(c.reply, 0), &code))
+        rc = rq_error(RUNQ_EPROTO, "redis fail: bad reply");
+    if (rc == 0 && code == RUNQ_ESTALE) rc = stale(job);
+    if (rc == 0 && rq_reply_int(rq_reply_at(c.reply, 1), &d)) *dead = d != 0;
+    rq_call_clear(&c);
+    return rc;
+}
+
+static int redis_release(runq_backend *b, const runq_job *job) {
+    rq_redis *rb = RB(b);
+    char k[KEY_MAX];
+    rq_call c;
+    rq_call_init(&c, rb->script[S_RELEASE]);
+    leased_keys(&c, job);
+    qkey(k, job->queue, "pending");
+    rq_call_key(&c, k);
+    qkey(k, job->queue, "marker");
+    rq_call_key(&c, k);
+    rq_call_str(&c, job->id);
+    rq_call_u64(&c, job->lease_token);
+    int rc = run1(rb, &c, "release");
+    long long code = 0;
+    if (rc == 0 && !rq_reply_int(c.reply, &code))
+        rc = rq_error(RUNQ_EPROTO, "redis release: bad reply");
+    if (rc == 0 && code == RUNQ_ESTALE) rc = stale(job);
+    rq_call_clear(&c);
+    return rc;
+}
+
+static int redis_extend(runq_backend *b, runq_job *const *jobs, int *results, size_t n,
+                        int64_t lease_ms) {
+    rq_redis *rb = RB(b);
+    if (n == 0) return 0;
+    rq_call *calls = rq_calloc(n, sizeof *calls);
+    if (!calls) return rq_error(RUNQ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        rq_call_init(&calls[i], rb->script[S_EXTEND]);
+        leased_keys(&calls[i], jobs[i]);
+        rq_call_str(&calls[i], jobs[i]->id);
+        rq_call_u64(&calls[i], jobs[i]->lease_token);
+        rq_call_i64(&calls[i], lease_ms);
+    }
+    /* All leases of a worker go out in one pipeline. */
+    int rc = rq_calls_run(rb->conn, calls, n, 0, rb->timeout_ms, 0, 0, NULL);
+    if (rc) rc = io_rc(rc, "extend");
+    for (size_t i = 0; i < n; i++) {
+        long long code = 0;
+        int64_t until = 0;
+        if (rc) results[i] = rc;
+        else if ((results[i] = call_rc(&calls[i], "extend")) != 0) {
+        } else if (!rq_reply_int(rq_reply_at(calls[i].reply, 0), &code)) {
+            results[i] = rq_error(RUNQ_EPROTO, "redis extend: bad reply");
+        } else if (code == RUNQ_ESTALE) {
+            results[i] = stale(jobs[i]);
+        } else {
+            results[i] = 0;
+            if (reply_i64(rq_reply_at(calls[i].reply, 1), &until)) jobs[i]->lease_until_ms = until;
+        }
+        rq_call_clear(&calls[i]);
+    }
+    rq_free(calls);
+    return rc;
+}
+
+static void redis_interrupt(runq_backend *b) { rq_conn_interrupt(RB(b)->conn); }
+
+/* ---- inspection ---------------------------------------------------------- */
+
+/* Plain commands (no script): one request, one reply each. */
+static int simple(rq_redis *rb, int argc, const char *const *argv, rq_reply **out,
+                  const char *what) {
+    rq_req *r = rq_req_new(1, 0);
+    if (!r) return rq_error(RUNQ_ENOMEM, "out of memory");
+    int rc = rq_req_addv(r, argc, argv);
+    if (rc == 0) rc = io_rc(rq_conn_exec(rb->conn, r, rb->timeout_ms), what);
+    if (rc == 0) {
+        *out = rq_req_take_reply(r, 0);
+        if (!*out) rc = rq_error(RUNQ_EIO, "redis %s: no reply", what);
+        else if ((*out)->type == RQ_REPLY_ERROR) {
+            rc = rq_error(RUNQ_EIO, "redis %s failed: %s", what, (*out)->str);
+            rq_reply_free(*out);
+            *out = NULL;
+        }
+    }
+    rq_req_release(rb->conn, r);
+    return rc;
+}
+
+/* The queue of a job id, from its lookup key. */
+static int job_queue(rq_redis *rb, const char *id, char queue[RUNQ_NAME_MAX + 1]) {
+    char k[KEY_MAX];
+    lookup_key(k, id);
+    const char *argv[2] = {"GET", k};
+    rq_reply *r = NULL;
+    int rc = simple(rb, 2, argv, &r, "get");
+    if (rc) return rc;
+    if (r->type != RQ_REPLY_STRING || r->len == 0 || r->len > RUNQ_NAME_MAX)
+        rc = rq_error(RUNQ_ENOTFOUND, "no job %s (never enqueued, or expired)", id);
+    else memcpy(queue, r->str, r->len + 1);
+    rq_reply_free(r);
+    return rc;
+}
+
+static const char *hfield(const rq_reply *h, const char *name, size_t *len) {
+    for (size_t i = 0; i + 1 < h->elements; i += 2) {
+        const rq_reply *k = h->element[i], *v = h->element[i + 1];
+        if (k->type == RQ_REPLY_STRING && strcmp(k->str, name) == 0 && v->type == RQ_REPLY_STRING) {
+            if (len) *len = v->len;
+            return v->str;
+        }
+    }
+    return NULL;
+}
+
+static int64_t hnum(const rq_reply *h, const char *name) {
+    const char *s = hfield(h, name, NULL);
+    return s ? strtoll(s, NULL, 10) : 0;
+}
+
+/* A snapshot from a job hash. Lenient: a corrupt record still reads (the
+ * fetch script has dead-lettered it with the reason in `error`). */
+static int job_from_hash(runq_job **out, const rq_reply *h, const char *id, const char *queue) {
+    runq_job *j = rq_job_new();
+    if (!j) return rq_error(RUNQ_ENOMEM, "out of memory");
+    snprintf(j->id, RUNQ_ID_SIZE, "%s", id);
+    size_t alen = 0, rlen = 0;
+    const char *s;
+    int rc = rq_job_set_str(&j->queue, queue);
+    if (!rc && (s = hfield(h, "task", NULL))) rc = rq_job_set_str(&j->task, s);
+    if (!rc && (s = hfield(h, "args", &alen)) && alen) rc = rq_job_set_buf(&j->args, &j->args_len, s, alen);
+    if (!rc && (s = hfield(h, "result", &rlen)) && rlen)
+        rc = rq_job_set_buf(&j->result, &j->result_len, s, rlen);
+    if (!rc && (s = hfield(h, "error", NULL)) && *s) rc = rq_job_set_str(&j->error, s);
+    if (!rc && (s = hfield(h, "ukey", NULL)) && *s) rc = rq_job_set_str(&j->unique_key, s);
+    if (rc) {
+        rq_job_destroy(j);
+        return rc;
+    }
+    int64_t st = hnum(h, "state");
+    j->state = st >= RUNQ_STATE_SCHEDULED && st <= RUNQ_STATE_DEAD ? (runq_job_state)st
+                                                                     : RUNQ_STATE_DEAD;
+    j->attempt = (int)hnum(h, "attempt");
+    j->max_retries = (int)hnum(h, "maxr");
+    j->priority = (int32_t)hnum(h, "prio");
+    j->created_ms = hnum(h, "created");
+    j->eta_ms = hnum(h, "eta");
+    j->timeout_ms = hnum(h, "timeout");
+    j->deadline_ms = hnum(h, "deadline");
+    j->unique_ttl_ms = hnum(h, "uttl");
+    if ((s = hfield(h, "token", NULL))) j->lease_token = strtoull(s, NULL, 10);
+    j->lease_until_ms = hnum(h, "lease");
+    *out = j;
+    return 0;
+}
+
+static int redis_get(runq_backend *b, const char *id, runq_job **out) {
+    rq_redis *rb = RB(b);
+    char queue[RUNQ_NAME_MAX + 1], k[KEY_MAX];
+    int rc = job_queue(rb, id, queue);
+    if (rc) return rc;
+    jkey(k, queue, id);
+    const char *argv[2] = {"HGETALL", k};
+    rq_reply *h = NULL;
+    rc = simple(rb, 2, argv, &h, "get");
+    if (rc) return rc;
+    if (h->type != RQ_REPLY_ARRAY || h->elements == 0)
+        rc = rq_error(RUNQ_ENOTFOUND, "no job %s (never enqueued, or expired)", id);
+    else rc = job_from_hash(out, h, id, queue);
+    rq_reply_free(h);
+    return rc;
+}
+
+/* Waiting by id polls the record with a growing interval (10 ms .. 250 ms):
+ * it is for callers of runq_job_wait, not for workers, whose fetch blocks on
+ * the queue markers instead. */
+static int redis_wait(runq_backend *b, const char *id, int timeout_ms, runq_job **out) {
+    int64_t until = timeout_ms < 0 ? INT64_MAX : rq_mono_ms() + timeout_ms;
+    int64_t pause = 10;
+    for (;;) {
+        runq_job *j = NULL;
+        int rc = redis_get(b, id, &j);
+        if (rc) return rc;
+        if (j->state == RUNQ_STATE_DONE || j->state == RUNQ_STATE_DEAD) {
+            *out = j;
+            return 0;
+        }
+        rq_job_destroy(j);
+        int64_t left = until - rq_mono_ms();
+        if (left <= 0)
+            return rq_error(RUNQ_ETIMEOUT, "job %s did not finish within %d ms", id, timeout_ms);
+        uv_sleep((unsigned)(pause < left ? pause : left));
+        if (pause < 250) pause = pause * 3 / 2 + 1;
+    }
+}
+
+static int redis_configure(runq_backend *b, const char *queue, const runq_queue_options *o) {
+    rq_redis *rb = RB(b);
+    char k[KEY_MAX];
+    rq_call c;
+    rq_call_init(&c, rb->script[S_CONFIGURE]);
+    qkey(k, queue, "config");
+    rq_call_key(&c, k);
+    rq_call_i64(&c, o->max_len);
+    int rc = run1(rb, &c, "configure");
+    rq_call_clear(&c);
+    return rc;
+}
+
+static int redis_stats(runq_backend *b, const char *queue, runq_queue_stats *out) {
+    rq_redis *rb = RB(b);
+    char k[KEY_MAX];
+    memset(out, 0, sizeof *out);
+    rq_call c;
+    rq_call_init(&c, rb->script[S_STATS]);
+    static const char *const zsets[] = {"scheduled", "pending", "active", "dead"};
+    for (size_t i = 0; i < 4; i++) {
+        qkey(k, queue, zsets[i]);
+        rq_call_key(&c, k);
+    }
+    int rc = run1(rb, &c, "stats");
+    int64_t v[4] = {0};
+    for (size_t i = 0; rc == 0 && i < 4; i++)
+        if (!reply_i64(rq_reply_at(c.reply, i), &v[i]))
+            rc = rq_error(RUNQ_EPROTO, "redis stats: bad reply");
+    if (rc == 0) {
+        out->scheduled = v[0];
+        out->pending = v[1];
+        out->active = v[2];
+        out->dead = v[3];
+    }
+    rq_call_clear(&c);
+    return rc;
+}
+
+static int redis_dead_list(runq_backend *b, const char *queue, char (*ids)[RUNQ_ID_SIZE],
+                           size_t cap, size_t *count) {
+    rq_redis *rb = RB(b);
+    char k[KEY_MAX], stop[24];
+    *count = 0;
+    if (cap == 0) return 0;
+    qkey(k, queue, "dead");
+    snprintf(stop, sizeof stop, "%zu", cap - 1);
+    const char *argv[4] = {"ZRANGE", k, "0", stop};
+    rq_reply *r = NULL;
+    int rc = simple(rb, 4, argv, &r, "dead_list");
+    if (rc) return rc;
+    for (size_t i = 0; i < r->elements && *count < cap; i++) {
+        const rq_reply *e = r->element[i];
+        if (e->type == RQ_REPLY_STRING && e->len == RUNQ_ID_LEN)
+            memcpy(ids[(*count)++], e->str, RUNQ_ID_SIZE);
+    }
+    rq_reply_free(r);
+    return 0;
+}
+
+static int redis_dead_retry(runq_backend *b, const char *id) {
+    rq_redis *rb = RB(b);
+    char queue[RUNQ_NAME_MAX + 1], k[KEY_MAX];
+    int rc = job_queue(rb, id, queue);
+    if (rc) return rc;
+    rq_call c;
+    rq_call_init(&c, rb->script[S_DEAD_RETRY]);
+    jkey(k, queue, id);
+    rq_call_key(&c, k);
+    qkey(k, queue, "dead");
+    rq_call_key(&c, k);
+    qkey(k, queue, "pending");
+    rq_call_key(&c, k);
+    qkey(k, queue, "marker");
+    rq_call_key(&c, k);
+    rq_call_str(&c, id);
+    rc = run1(rb, &c, "dead_retry");
+    long long code = 0;
+    if (rc == 0 && !rq_reply_int(c.reply, &code))
+        rc = rq_error(RUNQ_EPROTO, "redis dead_retry: bad reply");
+    if (rc == 0 && code == RUNQ_ENOTFOUND) rc = rq_error(RUNQ_ENOTFOUND, "no job %s", id);
+    if (rc == 0 && code == RUNQ_ESTATE) rc = rq_error(RUNQ_ESTATE, "job %s is not dead", id);
+    rq_call_clear(&c);
+    return rc;
+}
+
+static void redis_destroy(runq_backend *b) {
+    rq_redis *rb = RB(b);
+    rq_conn_close(rb->conn);
+    rq_free(rb);
+}
+
+static const rq_backend_ops redis_ops = {
+    "redis",         redis_enqueue,   redis_fetch, redis_ack,       redis_fail,
+    redis_release,   redis_extend,    redis_interrupt, redis_get,   redis_wait,
+    redis_configure, redis_stats,     redis_dead_list, redis_dead_retry, redis_destroy,
+};
+
+int rq_redis_open(runq_backend **out, const rq_url *url, const runq_client_options *options) {
+    if (url->scheme != RQ_URL_REDIS && url->scheme != RQ_URL_UNIX)
+        return rq_error(RUNQ_EURL, "not a redis:// or unix:// URL");
+    rq_redis *rb = rq_calloc(1, sizeof *rb);
+    if (!rb) return rq_error(RUNQ_ENOMEM, "out of memory");
+    rb->base.ops = &redis_ops;
+    for (int i = 0; i < S_COUNT; i++) {
+        if ((rb->script[i] = rq_script_find(script_names[i])) < 0) {
+            rq_free(rb);
+            return rq_error(RUNQ_EPROTO, "redis script %s.lua is not built in", script_names[i]);
+        }
+    }
+    int ct = url->connect_timeout_ms >= 0 ? url->connect_timeout_ms
+             : options ? options->connect_timeout_ms : 2000;
+    rb->timeout_ms = url->command_timeout_ms >= 0 ? url->command_timeout_ms
+                     : options ? options->command_timeout_ms : 5000;
+    if (rb->timeout_ms <= 0) rb->timeout_ms = 5000;
+    rq_conn_config cfg = {
+        url->scheme == RQ_URL_REDIS ? url->host : NULL,
+        url->port ? url->port : 6379,
+        url->scheme == RQ_URL_UNIX ? url->path : NULL,
+        url->user, url->password, url->db, ct};
+    int rc = rq_conn_open(&rb->conn, &cfg);
+    if (rc) {
+        rq_free(rb);
+        return rc;
+    }
+    *out = &rb->base;
+    return 0;
+}

@@ -1,0 +1,773 @@
+/* The I/O thread: a libuv loop owning every hiredis async context of one
+ * backend. See conn.h for the model. Everything below marked "I/O thread"
+ * runs only there and needs no lock; the inbox, the interrupt generation
+ * and each request's completion fields are guarded by conn->mu. */
+#include "redis/conn.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <uv.h>
+/* The adapter is a header of static functions; silence what -Wextra finds
+ * in code we do not own. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <hiredis/adapters/libuv.h>
+#pragma GCC diagnostic pop
+
+#define TICK_MS 50            /* connect timeouts, retries, expired requests */
+#define BACKOFF_MIN_MS 25
+#define BACKOFF_MAX_MS 1000
+#define MAX_BLOCKING_CONNS 64 /* bound on simultaneous blocking requests */
+
+typedef struct rq_cmd {
+    int argc;
+    char **argv;
+    size_t *lens;
+} rq_cmd;
+
+struct rq_req {
+    rq_req *next;
+    rq_cmd *cmds;
+    size_t ncmd, cap;
+    int flags;
+    unsigned gen;
+    bool gen_set;
+    /* Filled on the I/O thread before `done`. */
+    rq_reply **replies;
+    size_t nreplied;
+    bool lost;   /* a reply never came: the connection went away */
+    bool oom;
+    /* Guarded by conn->mu. */
+    int status;
+    char msg[256];
+    bool done;
+    bool abandoned; /* the caller stopped waiting */
+    int refs;
+    int64_t deadline; /* monotonic ms; 0: none */
+};
+
+enum { CS_DOWN, CS_CONNECTING, CS_READY, CS_DEAD };
+
+typedef struct rq_bconn {
+    struct rq_bconn *next;
+    rq_conn *conn;
+    redisAsyncContext *ac; /* NULL once hiredis has freed it */
+    int state;
+    int64_t connect_deadline;
+    rq_req *req; /* in flight, or NULL when idle */
+} rq_bconn;
+
+struct rq_conn {
+    char *host, *path, *user, *password;
+    int port, db, connect_timeout_ms;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rq_req *inbox_head, *inbox_tail;
+    bool stopping;
+    unsigned gen;
+    char last_err[200];
+
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t tick;
+
+    /* I/O thread only. */
+    redisAsyncContext *ac;
+    int state;
+    int64_t connect_deadline;
+    int64_t next_attempt; /* for main and pool connections alike */
+    int backoff_ms;
+    rq_req *wait_head, *wait_tail;   /* main requests not yet sent */
+    rq_req *bwait_head, *bwait_tail; /* blocking requests without a connection */
+    rq_bconn *bconns;
+    bool closing;
+};
+
+/* ---- requests ------------------------------------------------------ */
+
+rq_req *rq_req_new(size_t hint, int flags) {
+    rq_req *req = rq_calloc(1, sizeof *req);
+    if (!req) return NULL;
+    req->cap = hint ? hint : 1;
+    req->cmds = rq_calloc(req->cap, sizeof *req->cmds);
+    if (!req->cmds) {
+        rq_free(req);
+        return NULL;
+    }
+    req->flags = flags;
+    req->refs = 1;
+    return req;
+}
+
+size_t rq_req_count(const rq_req *req) { return req->ncmd; }
+
+void rq_req_set_gen(rq_req *req, unsigned gen) {
+    req->gen = gen;
+    req->gen_set = true;
+}
+
+int rq_req_add(rq_req *req, int argc, const char *const *argv, const size_t *lens) {
+    if (req->ncmd == req->cap) {
+        rq_cmd *n = rq_realloc(req->cmds, req->cap * 2 * sizeof *n);
+        if (!n) return rq_error(RUNQ_ENOMEM, "out of memory building a redis command");
+        req->cmds = n;
+        req->cap *= 2;
+    }
+    rq_cmd *cmd = &req->cmds[req->ncmd];
+    cmd->argv = rq_calloc((size_t)argc, sizeof *cmd->argv);
+    cmd->lens = rq_calloc((size_t)argc, sizeof *cmd->lens);
+    if (!cmd->argv || !cmd->lens) goto oom;
+    cmd->argc = argc;
+    for (int i = 0; i < argc; i++) {
+        size_t n = lens ? lens[i] : strlen(argv[i]);
+        /* One spare byte so that a copied string stays NUL-terminated. */
+        cmd->argv[i] = rq_malloc(n + 1);
+        if (!cmd->argv[i]) goto oom;
+        if (n) memcpy(cmd->argv[i], argv[i], n);
+        cmd->argv[i][n] = '\0';
+        cmd->lens[i] = n;
+    }
+    req->ncmd++;
+    return 0;
+oom:
+    if (cmd->argv)
+        for (int i = 0; i < argc; i++) rq_free(cmd->argv[i]);
+    rq_free(cmd->argv);
+    rq_free(cmd->lens);
+    memset(cmd, 0, sizeof *cmd);
+    return rq_error(RUNQ_ENOMEM, "out of memory building a redis command");
+}
+
+int rq_req_addv(rq_req *req, int argc, const char *const *argv) {
+    return rq_req_add(req, argc, argv, NULL);
+}
+
+const rq_reply *rq_req_reply(const rq_req *req, size_t i) {
+    return req->replies && i < req->nreplied ? req->replies[i] : NULL;
+}
+
+rq_reply *rq_req_take_reply(rq_req *req, size_t i) {
+    if (!req->replies || i >= req->nreplied) return NULL;
+    rq_reply *r = req->replies[i];
+    req->replies[i] = NULL;
+    return r;
+}
+
+static void req_free(rq_req *req) {
+    for (size_t i = 0; i < req->ncmd; i++) {
+        for (int j = 0; j < req->cmds[i].argc; j++) rq_free(req->cmds[i].argv[j]);
+        rq_free(req->cmds[i].argv);
+        rq_free(req->cmds[i].lens);
+    }
+    rq_free(req->cmds);
+    if (req->replies)
+        for (size_t i = 0; i < req->nreplied; i++) rq_reply_free(req->replies[i]);
+    rq_free(req->replies);
+    rq_free(req);
+}
+
+void rq_req_release(rq_conn *c, rq_req *req) {
+    if (!req) return;
+    if (!c) {
+        req_free(req);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    bool last = --req->refs == 0;
+    pthread_mutex_unlock(&c->mu);
+    if (last) req_free(req);
+}
+
+/* ---- I/O thread helpers ------------------------------------------- */
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_last_err(rq_conn *c, const char *what, const char *detail) {
+    pthread_mutex_lock(&c->mu);
+    snprintf(c->last_err, sizeof c->last_err, "%s%s%s", what, detail ? ": " : "",
+             detail ? detail : "");
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Hand the result to the waiting caller (or free it if the caller left). */
+static void req_complete(rq_conn *c, rq_req *req, int status, const char *msg) {
+    pthread_mutex_lock(&c->mu);
+    req->status = status;
+    if (msg) snprintf(req->msg, sizeof req->msg, "%s", msg);
+    req->done = true;
+    bool last = --req->refs == 0;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (last) req_free(req);
+}
+
+static bool req_abandoned(rq_conn *c, rq_req *req) {
+    pthread_mutex_lock(&c->mu);
+    bool a = req->abandoned;
+    pthread_mutex_unlock(&c->mu);
+    return a;
+}
+
+static void list_push(rq_req **head, rq_req **tail, rq_req *req) {
+    req->next = NULL;
+    if (*tail) (*tail)->next = req;
+    else *head = req;
+    *tail = req;
+}
+
+static void list_push_front(rq_req **head, rq_req **tail, rq_req *req) {
+    req->next = *head;
+    *head = req;
+    if (!*tail) *tail = req;
+}
+
+static rq_req *list_pop(rq_req **head, rq_req **tail) {
+    rq_req *req = *head;
+    if (req) {
+        *head = req->next;
+        if (!*head) *tail = NULL;
+        req->next = NULL;
+    }
+    return req;
+}
+
+/* Account one reply (NULL: lost with the connection). True once complete. */
+static bool req_take_reply(rq_req *req, redisReply *r) {
+    if (!req->replies) {
+        req->replies = rq_calloc(req->ncmd, sizeof *req->replies);
+        if (!req->replies) req->oom = true;
+    }
+    rq_reply *copy = NULL;
+    if (!r) req->lost = true;
+    else if (!(copy = rq_reply_copy(r))) req->oom = true;
+    if (req->replies) req->replies[req->nreplied] = copy;
+    else rq_reply_free(copy);
+    req->nreplied++;
+    return req->nreplied == req->ncmd;
+}
+
+static void req_finish(rq_conn *c, rq_req *req) {
+    if (c->closing) req_complete(c, req, RUNQ_ECLOSED, "the redis client is closing");
+    else if (req->oom) req_complete(c, req, RUNQ_ENOMEM, "out of memory copying a redis reply");
+    else if (req->lost)
+        req_complete(c, req, RUNQ_EIO,
+                     "the connection to redis was lost before the reply came; "
+                     "the command may or may not have run");
+    else req_complete(c, req, 0, NULL);
+}
+
+/* Queue the commands of req on ac; returns how many hiredis took (fewer
+ * when the context is going away). Those taken will each call back. */
+static size_t send_cmds(redisAsyncContext *ac, rq_req *req, redisCallbackFn *fn, void *priv) {
+    for (size_t i = 0; i < req->ncmd; i++) {
+        if (redisAsyncCommandArgv(ac, fn, priv, req->cmds[i].argc,
+                                  (const char **)req->cmds[i].argv, req->cmds[i].lens) != REDIS_OK)
+            return i;
+    }
+    return req->ncmd;
+}
+
+static void handshake_cb(redisAsyncContext *ac, void *reply, void *priv) {
+    rq_conn *c = priv;
+    redisReply *r = reply;
+    (void)ac;
+    if (r && r->type == REDIS_REPLY_ERROR) set_last_err(c, "redis rejected the handshake", r->str);
+}
+
+/* AUTH and SELECT go first on every new connection; later commands queue
+ * behind them on the same socket, so nothing has to wait for their replies. */
+static void send_handshake(rq_conn *c, redisAsyncContext *ac) {
+    if (c->password) {
+        const char *argv[3] = {"AUTH", c->user ? c->user : c->password, c->password};
+        redisAsyncCommandArgv(ac, handshake_cb, c, c->user ? 3 : 2, argv, NULL);
+    }
+    if (c->db) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", c->db);
+        const char *argv[2] = {"SELECT", db};
+        redisAsyncCommandArgv(ac, handshake_cb, c, 2, argv, NULL);
+    }
+}
+
+static void schedule_retry(rq_conn *c) {
+    c->next_attempt = mono_ms() + c->backoff_ms;
+    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+}
+
+static redisAsyncContext *start_connect(rq_conn *c) {
+    redisAsyncContext *ac = c->path ? redisAsyncConnectUnix(c->path)
+                                    : redisAsyncConnect(c->host, c->port);
+    if (!ac) {
+        set_last_err(c, "cannot connect to redis", "out of memory");
+        return NULL;
+    }
+    if (ac->err) {
+        set_last_err(c, "cannot connect to redis", ac->errstr);
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    if (redisLibuvAttach(ac, &c->loop) != REDIS_OK) {
+        set_last_err(c, "cannot connect to redis", "event loop attach failed");
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    return ac;
+}
+
+static void dispatch(rq_conn *c);
+
+/* ---- the main (pipelined) connection ------------------------------ */
+
+static void main_cb(redisAsyncContext *ac, void *reply, void *priv) {
+    rq_conn *c = ac->data;
+    rq_req *req = priv;
+    if (req_take_reply(req, reply)) req_finish(c, req);
+}
+
+static void main_flush(rq_conn *c) {
+    rq_req *req;
+    while (c->state == CS_READY && (req = list_pop(&c->wait_head, &c->wait_tail))) {
+        if (req_abandoned(c, req)) {
+            req_complete(c, req, RUNQ_ETIMEOUT, NULL);
+            continue;
+        }
+        size_t sent = send_cmds(c->ac, req, main_cb, req);
+        /* Commands hiredis refused (the context is going away) will never
+         * call back: count them as lost now. */
+        bool complete = false;
+        for (size_t i = sent; i < req->ncmd; i++) complete = req_take_reply(req, NULL);
+        if (complete) req_finish(c, req);
+    }
+}
+
+static void main_on_connect(const redisAsyncContext *cac, int status) {
+    rq_conn *c = cac->data;
+    if (c->ac != cac) return;
+    if (status != REDIS_OK) {
+        set_last_err(c, "cannot connect to redis", cac->errstr);
+        c->ac = NULL; /* hiredis frees it after this callback */
+        c->state = CS_DOWN;
+        schedule_retry(c);
+        return;
+    }
+    c->state = CS_READY;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    send_handshake(c, c->ac);
+    main_flush(c);
+}
+
+static void main_on_disconnect(const redisAsyncContext *cac, int status) {
+    rq_conn *c = cac->data;
+    (void)status;
+    if (c->ac != cac) return;
+    c->ac = NULL;
+    c->state = CS_DOWN;
+    if (!c->closing) {
+        set_last_err(c, "connection to redis lost", cac->errstr[0] ? cac->errstr : NULL);
+        /* The first attempt after losing an established link is quick. */
+        c->next_attempt = mono_ms();
+    }
+}
+
+static void main_connect(rq_conn *c) {
+    redisAsyncContext *ac = start_connect(c);
+    if (!ac) {
+        schedule_retry(c);
+        return;
+    }
+    ac->data = c;
+    c->ac = ac;
+    c->state = CS_CONNECTING;
+    c->connect_deadline = mono_ms() + c->connect_timeout_ms;
+    redisAsyncSetConnectCallback(ac, main_on_connect);
+    redisAsyncSetDisconnectCallback(ac, main_on_disconnect);
+}
+
+/* ---- the pool of blocking connections ----------------------------- */
+
+static void bconn_assign(rq_bconn *b);
+
+static void bconn_cb(redisAsyncContext *ac, void *reply, void *priv) {
+    rq_bconn *b = priv;
+    rq_conn *c = b->conn;
+    rq_req *req = b->req;
+    (void)ac;
+    if (!req) return; /* detached by an interrupt */
+    if (!reply) {
+        b->req = NULL;
+        if ((req->flags & RQ_REQ_REISSUE) && req->nreplied == 0 && !c->closing) {
+            /* Re-issued on a fresh connection once Redis is back. */
+            list_push_front(&c->bwait_head, &c->bwait_tail, req);
+            return;
+        }
+        req->lost = true;
+        req_finish(c, req);
+        return;
+    }
+    if (req_take_reply(req, reply)) {
+        b->req = NULL;
+        req_finish(c, req);
+        bconn_assign(b);
+    }
+}
+
+static void bconn_on_connect(const redisAsyncContext *cac, int status) {
+    rq_bconn *b = cac->data;
+    rq_conn *c = b->conn;
+    if (b->ac != cac) return;
+    if (status != REDIS_OK) {
+        set_last_err(c, "cannot connect to redis", cac->errstr);
+        b->ac = NULL;
+        b->state = CS_DEAD;
+        schedule_retry(c);
+        return;
+    }
+    b->state = CS_READY;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    send_handshake(c, b->ac);
+    bconn_assign(b);
+}
+
+static void bconn_on_disconnect(const redisAsyncContext *cac, int status) {
+    rq_bconn *b = cac->data;
+    (void)status;
+    if (b->ac != cac) return;
+    b->ac = NULL;
+    b->state = CS_DEAD; /* swept by dispatch; pending callbacks already ran */
+}
+
+/* Give an idle, ready connection the next waiting blocking request. */
+static void bconn_assign(rq_bconn *b) {
+    rq_conn *c = b->conn;
+    rq_req *req;
+    while (b->state == CS_READY && !b->req && (req = list_pop(&c->bwait_head, &c->bwait_tail))) {
+        if (req_abandoned(c, req)) {
+            req_complete(c, req, RUNQ_ETIMEOUT, NULL);
+            continue;
+        }
+        b->req = req;
+        if (send_cmds(b->ac, req, bconn_cb, b) == 0) {
+            b->req = NULL;
+            req->lost = true;
+            req_finish(c, req);
+        }
+    }
+}
+
+static void bconn_new(rq_conn *c) {
+    rq_bconn *b = rq_calloc(1, sizeof *b);
+    if (!b) return;
+    redisAsyncContext *ac = start_connect(c);
+    if (!ac) {
+        rq_free(b);
+        schedule_retry(c);
+        return;
+    }
+    b->conn = c;
+    b->ac = ac;
+    b->state = CS_CONNECTING;
+    b->connect_deadline = mono_ms() + c->connect_timeout_ms;
+    ac->data = b;
+    redisAsyncSetConnectCallback(ac, bconn_on_connect);
+    redisAsyncSetDisconnectCallback(ac, bconn_on_disconnect);
+    b->next = c->bconns;
+    c->bconns = b;
+}
+
+/* ---- the loop ------------------------------------------------------ */
+
+static void shutdown_all(rq_conn *c) {
+    c->closing = true;
+    rq_req *req;
+    while ((req = list_pop(&c->wait_head, &c->wait_tail)))
+        req_complete(c, req, RUNQ_ECLOSED, "the redis client is closing");
+    while ((req = list_pop(&c->bwait_head, &c->bwait_tail)))
+        req_complete(c, req, RUNQ_ECLOSED, "the redis client is closing");
+    /* Freeing a context runs its pending callbacks with a NULL reply, which
+     * completes their requests with RUNQ_ECLOSED. */
+    rq_bconn *b = c->bconns;
+    while (b) {
+        rq_bconn *next = b->next;
+        if (b->ac) redisAsyncFree(b->ac);
+        rq_free(b);
+        b = next;
+    }
+    c->bconns = NULL;
+    if (c->ac) {
+        redisAsyncContext *ac = c->ac;
+        redisAsyncFree(ac);
+        c->ac = NULL;
+    }
+    uv_close((uv_handle_t *)&c->wake, NULL);
+    uv_close((uv_handle_t *)&c->tick, NULL);
+}
+
+static void drop_expired(rq_conn *c, rq_req **head, rq_req **tail, int64_t now) {
+    rq_req *keep_h = NULL, *keep_t = NULL, *req;
+    while ((req = list_pop(head, tail))) {
+        if (req_abandoned(c, req) || (req->deadline && now > req->deadline))
+            req_complete(c, req, RUNQ_ETIMEOUT, NULL);
+        else list_push(&keep_h, &keep_t, req);
+    }
+    *head = keep_h;
+    *tail = keep_t;
+}
+
+static void dispatch(rq_conn *c) {
+    pthread_mutex_lock(&c->mu);
+    rq_req *in = c->inbox_head;
+    c->inbox_head = c->inbox_tail = NULL;
+    bool stopping = c->stopping;
+    unsigned gen = c->gen;
+    pthread_mutex_unlock(&c->mu);
+
+    while (in) {
+        rq_req *next = in->next;
+        if (in->flags & RQ_REQ_BLOCKING) list_push(&c->bwait_head, &c->bwait_tail, in);
+        else list_push(&c->wait_head, &c->wait_tail, in);
+        in = next;
+    }
+    if (stopping) {
+        if (!c->closing) shutdown_all(c);
+        return;
+    }
+
+    /* Interrupts: cut blocked requests loose and close their sockets, which
+     * is the only local way to end a BZPOPMIN early. */
+    for (rq_bconn *b = c->bconns; b; b = b->next) {
+        rq_req *req = b->req;
+        if (req && (req->flags & RQ_REQ_INTERRUPTIBLE) && req->gen != gen) {
+            b->req = NULL;
+            req_complete(c, req, RQ_INTERRUPTED, NULL);
+            /* redisAsyncDisconnect would wait for the pending reply; free
+             * at once instead (its callback sees b->req == NULL). */
+            redisAsyncContext *ac = b->ac;
+            b->ac = NULL;
+            b->state = CS_DEAD;
+            if (ac) redisAsyncFree(ac);
+        }
+    }
+    {
+        rq_req *keep_h = NULL, *keep_t = NULL, *req;
+        while ((req = list_pop(&c->bwait_head, &c->bwait_tail))) {
+            if ((req->flags & RQ_REQ_INTERRUPTIBLE) && req->gen != gen)
+                req_complete(c, req, RQ_INTERRUPTED, NULL);
+            else list_push(&keep_h, &keep_t, req);
+        }
+        c->bwait_head = keep_h;
+        c->bwait_tail = keep_t;
+    }
+
+    int64_t now = mono_ms();
+    if (c->state != CS_READY) drop_expired(c, &c->wait_head, &c->wait_tail, now);
+    drop_expired(c, &c->bwait_head, &c->bwait_tail, now);
+
+    /* Connection timeouts (hiredis 0.14 has no async connect timeout). */
+    if (c->state == CS_CONNECTING && now > c->connect_deadline) {
+        redisAsyncContext *ac = c->ac;
+        c->ac = NULL;
+        c->state = CS_DOWN;
+        set_last_err(c, "cannot connect to redis", "connect timeout");
+        redisAsyncFree(ac);
+        schedule_retry(c);
+    }
+    for (rq_bconn *b = c->bconns; b; b = b->next) {
+        if (b->state == CS_CONNECTING && now > b->connect_deadline) {
+            redisAsyncContext *ac = b->ac;
+            b->ac = NULL;
+            b->state = CS_DEAD;
+            set_last_err(c, "cannot connect to redis", "connect timeout");
+            redisAsyncFree(ac);
+            schedule_retry(c);
+        }
+    }
+    /* Sweep pool connections that are gone. */
+    for (rq_bconn **pb = &c->bconns; *pb;) {
+        rq_bconn *b = *pb;
+        if (b->state == CS_DEAD && !b->ac) {
+            *pb = b->next;
+            if (b->req) { /* cannot happen: callbacks ran first; be safe */
+                rq_req *req = b->req;
+                list_push_front(&c->bwait_head, &c->bwait_tail, req);
+            }
+            rq_free(b);
+        } else {
+            pb = &b->next;
+        }
+    }
+
+    if (c->state == CS_DOWN && now >= c->next_attempt) main_connect(c);
+    main_flush(c);
+
+    size_t idle_or_connecting = 0, total = 0, waiting = 0;
+    for (rq_bconn *b = c->bconns; b; b = b->next) {
+        total++;
+        if (b->state == CS_READY && !b->req) bconn_assign(b);
+        if ((b->state == CS_READY && !b->req) || b->state == CS_CONNECTING) idle_or_connecting++;
+    }
+    for (rq_req *req = c->bwait_head; req; req = req->next) waiting++;
+    if (now >= c->next_attempt) {
+        while (waiting > idle_or_connecting && total < MAX_BLOCKING_CONNS) {
+            bconn_new(c);
+            idle_or_connecting++;
+            total++;
+        }
+    }
+}
+
+static void on_wake(uv_async_t *h) { dispatch(h->data); }
+static void on_tick(uv_timer_t *h) { dispatch(h->data); }
+
+static void io_thread(void *arg) {
+    rq_conn *c = arg;
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+}
+
+/* ---- public -------------------------------------------------------- */
+
+static void conn_free(rq_conn *c) {
+    rq_free(c->host);
+    rq_free(c->path);
+    rq_free(c->user);
+    rq_free(c->password);
+    rq_free(c);
+}
+
+int rq_conn_open(rq_conn **out, const rq_conn_config *cfg) {
+    rq_conn *c = rq_calloc(1, sizeof *c);
+    if (!c) return rq_error(RUNQ_ENOMEM, "out of memory opening redis");
+    c->host = rq_strdup(cfg->host);
+    c->path = rq_strdup(cfg->path);
+    c->user = rq_strdup(cfg->user);
+    c->password = rq_strdup(cfg->password);
+    if ((cfg->host && !c->host) || (cfg->path && !c->path) || (cfg->user && !c->user) ||
+        (cfg->password && !c->password)) {
+        conn_free(c);
+        return rq_error(RUNQ_ENOMEM, "out of memory opening redis");
+    }
+    c->port = cfg->port;
+    c->db = cfg->db;
+    c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 2000;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    snprintf(c->last_err, sizeof c->last_err, "not connected yet");
+
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&c->mu, NULL);
+
+    int rc = uv_loop_init(&c->loop);
+    if (rc == 0) rc = uv_async_init(&c->loop, &c->wake, on_wake);
+    if (rc == 0) {
+        c->wake.data = c;
+        uv_timer_init(&c->loop, &c->tick);
+        c->tick.data = c;
+        uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+        /* Connect eagerly so that the first call does not pay for it. */
+        main_connect(c);
+        rc = uv_thread_create(&c->thread, io_thread, c);
+    }
+    if (rc != 0) {
+        /* The loop never ran: close what was opened and spin it down. */
+        shutdown_all(c);
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->loop);
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        conn_free(c);
+        return rq_error(RUNQ_EIO, "cannot start the redis I/O thread: %s", uv_strerror(rc));
+    }
+    *out = c;
+    return 0;
+}
+
+void rq_conn_close(rq_conn *c) {
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true;
+    uv_async_send(&c->wake);
+    pthread_mutex_unlock(&c->mu);
+    uv_thread_join(&c->thread);
+    uv_loop_close(&c->loop);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    conn_free(c);
+}
+
+int rq_conn_exec(rq_conn *c, rq_req *req, int timeout_ms) {
+    pthread_mutex_lock(&c->mu);
+    if (c->stopping) {
+        pthread_mutex_unlock(&c->mu);
+        return rq_error(RUNQ_ECLOSED, "the redis client is closing");
+    }
+    int64_t start = mono_ms();
+    req->deadline = timeout_ms >= 0 ? start + timeout_ms : 0;
+    if (!req->gen_set) req->gen = c->gen;
+    req->refs++; /* the I/O thread's hold */
+    req->next = NULL;
+    if (c->inbox_tail) c->inbox_tail->next = req;
+    else c->inbox_head = req;
+    c->inbox_tail = req;
+    /* Sent under the lock so that close cannot tear the handle down between
+     * our check of `stopping` and this call. */
+    uv_async_send(&c->wake);
+
+    while (!req->done) {
+        if (!req->deadline) {
+            pthread_cond_wait(&c->cv, &c->mu);
+            continue;
+        }
+        struct timespec ts = {(time_t)(req->deadline / 1000), (long)(req->deadline % 1000) * 1000000L};
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT && !req->done) break;
+    }
+    int status;
+    char msg[sizeof req->msg + sizeof c->last_err + 64];
+    msg[0] = '\0';
+    if (req->done) {
+        status = req->status;
+        if (status < 0) {
+            if (req->msg[0]) snprintf(msg, sizeof msg, "%s", req->msg);
+            else snprintf(msg, sizeof msg, "no reply from redis within %d ms (%s)", timeout_ms,
+                          c->last_err);
+        }
+    } else {
+        req->abandoned = true;
+        status = RUNQ_ETIMEOUT;
+        snprintf(msg, sizeof msg, "no reply from redis within %d ms (last connection state: %s)",
+                 timeout_ms, c->last_err);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (status < 0) return rq_error(status, "%s", msg);
+    return status;
+}
+
+void rq_conn_interrupt(rq_conn *c) {
+    pthread_mutex_lock(&c->mu);
+    c->gen++;
+    if (!c->stopping) uv_async_send(&c->wake);
+    pthread_mutex_unlock(&c->mu);
+}
+
+unsigned rq_conn_interrupt_gen(rq_conn *c) {
+    pthread_mutex_lock(&c->mu);
+    unsigned g = c->gen;
+    pthread_mutex_unlock(&c->mu);
+    return g;
+}

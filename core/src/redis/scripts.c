@@ -1,0 +1,167 @@
+/* Running server scripts by SHA with a NOSCRIPT fallback; see scripts.h. */
+#include "redis/scripts.h"
+
+#include "redis/sha1.h"
+#include "redis_scripts.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+/* SHA-1 names are computed once, lazily, from the embedded sources. */
+static char (*script_sha)[41];
+static uv_once_t sha_once = UV_ONCE_INIT;
+
+static void sha_init(void) {
+    /* Process lifetime table; plain malloc keeps it out of the user's
+     * allocator hooks, which may be swapped later. */
+    static char table[64][41];
+    script_sha = table;
+    for (size_t i = 0; i < rq_script_count && i < 64; i++)
+        rq_sha1_hex(table[i], rq_script_sources[i].text, rq_script_sources[i].len);
+}
+
+int rq_script_find(const char *name) {
+    uv_once(&sha_once, sha_init);
+    for (size_t i = 0; i < rq_script_count && i < 64; i++)
+        if (strcmp(rq_script_sources[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+void rq_call_init(rq_call *call, int script) {
+    memset(call, 0, sizeof *call);
+    call->script = script;
+}
+
+static void push(rq_call *call, const void *p, size_t n) {
+    if (call->oom) return;
+    if (call->n == call->cap) {
+        size_t cap = call->cap ? call->cap * 2 : 16;
+        char **v = rq_realloc(call->v, cap * sizeof *v);
+        if (!v) { call->oom = true; return; }
+        call->v = v;
+        size_t *len = rq_realloc(call->len, cap * sizeof *len);
+        if (!len) { call->oom = true; return; }
+        call->len = len;
+        call->cap = cap;
+    }
+    char *copy = rq_malloc(n + 1);
+    if (!copy) { call->oom = true; return; }
+    if (n) memcpy(copy, p, n);
+    copy[n] = '\0';
+    call->v[call->n] = copy;
+    call->len[call->n] = n;
+    call->n++;
+}
+
+void rq_call_key(rq_call *call, const char *key) {
+    push(call, key, strlen(key));
+    if (!call->oom) call->nkeys++;
+}
+void rq_call_str(rq_call *call, const char *s) { push(call, s ? s : "", s ? strlen(s) : 0); }
+void rq_call_bin(rq_call *call, const void *p, size_t n) { push(call, p ? p : "", p ? n : 0); }
+void rq_call_i64(rq_call *call, int64_t v) {
+    char b[24];
+    int n = snprintf(b, sizeof b, "%" PRId64, v);
+    push(call, b, (size_t)n);
+}
+void rq_call_u64(rq_call *call, uint64_t v) {
+    char b[24];
+    int n = snprintf(b, sizeof b, "%" PRIu64, v);
+    push(call, b, (size_t)n);
+}
+
+void rq_call_clear(rq_call *call) {
+    for (size_t i = 0; i < call->n; i++) rq_free(call->v[i]);
+    rq_free(call->v);
+    rq_free(call->len);
+    rq_reply_free(call->reply);
+    memset(call, 0, sizeof *call);
+}
+
+/* EVALSHA sha|EVAL text, numkeys, keys..., args... */
+static int add_call(rq_req *req, const rq_call *call, bool by_text) {
+    size_t argc = call->n + 3;
+    const char **argv = rq_malloc(argc * sizeof *argv);
+    size_t *lens = rq_malloc(argc * sizeof *lens);
+    int rc = 0;
+    if (!argv || !lens) {
+        rc = rq_error(RUNQ_ENOMEM, "out of memory building a script call");
+        goto out;
+    }
+    const rq_script_source *src = &rq_script_sources[call->script];
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", call->nkeys);
+    argv[0] = by_text ? "EVAL" : "EVALSHA";
+    argv[1] = by_text ? src->text : script_sha[call->script];
+    lens[1] = by_text ? src->len : 40;
+    argv[2] = nk;
+    lens[0] = strlen(argv[0]);
+    lens[2] = strlen(nk);
+    for (size_t i = 0; i < call->n; i++) {
+        argv[i + 3] = call->v[i];
+        lens[i + 3] = call->len[i];
+    }
+    rc = rq_req_add(req, (int)argc, argv, lens);
+out:
+    rq_free(argv);
+    rq_free(lens);
+    return rc;
+}
+
+static bool is_noscript(const rq_reply *r) {
+    return r && r->type == RQ_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+int rq_calls_run(rq_conn *conn, rq_call *calls, size_t n, int flags, int timeout_ms,
+                 int wait_replicas, int wait_timeout_ms, long long *acked) {
+    uv_once(&sha_once, sha_init);
+    for (size_t i = 0; i < n; i++)
+        if (calls[i].oom) return rq_error(RUNQ_ENOMEM, "out of memory building a script call");
+    /* Pass 0 by SHA; pass 1 by text for the calls the server did not know. */
+    for (int pass = 0; pass < 2; pass++) {
+        rq_req *req = rq_req_new(n + 1, flags);
+        if (!req) return rq_error(RUNQ_ENOMEM, "out of memory building a redis request");
+        size_t *which = rq_malloc((n ? n : 1) * sizeof *which);
+        size_t m = 0;
+        int rc = which ? 0 : rq_error(RUNQ_ENOMEM, "out of memory");
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            if (pass == 1 && !is_noscript(calls[i].reply)) continue;
+            which[m++] = i;
+            rc = add_call(req, &calls[i], pass == 1);
+        }
+        if (rc == 0 && wait_replicas > 0) {
+            char nr[16], to[16];
+            snprintf(nr, sizeof nr, "%d", wait_replicas);
+            snprintf(to, sizeof to, "%d", wait_timeout_ms > 0 ? wait_timeout_ms : 1);
+            const char *argv[3] = {"WAIT", nr, to};
+            rc = rq_req_addv(req, 3, argv);
+        }
+        if (rc == 0 && m == 0 && pass == 1) {
+            rq_free(which);
+            rq_req_release(NULL, req);
+            return 0;
+        }
+        if (rc == 0) rc = rq_conn_exec(conn, req, timeout_ms);
+        if (rc == 0) {
+            for (size_t j = 0; j < m; j++) {
+                rq_reply_free(calls[which[j]].reply);
+                calls[which[j]].reply = rq_req_take_reply(req, j);
+            }
+            if (wait_replicas > 0) {
+                const rq_reply *w = rq_req_reply(req, m);
+                long long v = 0;
+                if (!rq_reply_int(w, &v)) v = -1;
+                if (acked) *acked = v;
+            }
+        }
+        rq_free(which);
+        rq_req_release(conn, req);
+        if (rc != 0) return rc;
+        bool again = false;
+        for (size_t i = 0; i < n; i++) again |= is_noscript(calls[i].reply);
+        if (!again) return 0;
+    }
+    return 0;
+}

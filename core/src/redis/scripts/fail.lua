@@ -1,0 +1,23 @@
+-- fail: a failed attempt. Retry at now + delay while attempts are left
+-- (attempt <= max_retries), else move the job to the dead letters.
+-- KEYS[1] job  KEYS[2] active  KEYS[3] scheduled  KEYS[4] dead  KEYS[5] marker
+-- ARGV[1] id  ARGV[2] token  ARGV[3] error message  ARGV[4] retry delay ms
+-- Returns {0, dead (0/1)} | {-9}
+local st = redis.pcall('HMGET', KEYS[1], 'state', 'token', 'attempt', 'maxr')
+if type(st) ~= 'table' or st.err or st[1] ~= '3' or st[2] ~= ARGV[2] then return {-9} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+redis.call('ZREM', KEYS[2], id)
+if (tonumber(st[3]) or 0) <= (tonumber(st[4]) or 0) then
+  local delay = tonumber(ARGV[4])
+  if delay < 0 then delay = 0 end
+  local eta = now + delay
+  redis.call('HSET', KEYS[1], 'state', 1, 'eta', eta, 'error', ARGV[3], 'token', '0', 'lease', 0)
+  redis.call('ZADD', KEYS[3], eta, id)
+  redis.call('ZADD', KEYS[5], now, 'm')
+  return {0, 0}
+end
+redis.call('HSET', KEYS[1], 'state', 5, 'error', ARGV[3], 'token', '0', 'lease', 0, 'finished', now)
+redis.call('ZADD', KEYS[4], now, id)
+return {0, 1}
