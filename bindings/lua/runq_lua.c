@@ -21,8 +21,10 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "common.h"        /* rq_id_new: the engine's own id generator */
 #include "compat.h"
 #include "mpack.h"
+#include "redis_scripts.h" /* generated: the embedded Redis server scripts */
 #include "runq.h"
 
 #if defined(__GNUC__)
@@ -341,6 +343,30 @@ static int retry_tostring(lua_State *L)
     retry_ud *r = luaL_checkudata(L, 1, MT_RETRY);
     lua_pushfstring(L, "runq.retry(%f)", (double)r->delay_ms / 1000.0);
     return 1;
+}
+
+/* core.new_id() -> a fresh job id, made exactly as the engine makes them
+ * (used by the OpenResty producer, which writes jobs itself). */
+static int l_new_id(lua_State *L)
+{
+    char id[RUNQ_ID_SIZE];
+    rq_id_new(id);
+    lua_pushstring(L, id);
+    return 1;
+}
+
+/* core.script(name) -> the source of the Redis server script `name`, byte
+ * for byte what the C backend loads, so EVALSHA hashes agree. */
+static int l_script(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    for (size_t i = 0; i < rq_script_count; i++) {
+        if (strcmp(rq_script_sources[i].name, name) == 0) {
+            lua_pushlstring(L, rq_script_sources[i].text, rq_script_sources[i].len);
+            return 1;
+        }
+    }
+    return push_msg_error(L, "no such server script", "EINVAL");
 }
 
 static int l_version(lua_State *L)
@@ -1095,7 +1121,8 @@ int luaopen_runq_core(lua_State *L)
     static const luaL_Reg mod[] = {
         { "open", l_open }, { "pack", l_pack }, { "unpack", l_unpack },
         { "hash", l_hash }, { "retry", l_retry }, { "is_retry", l_is_retry },
-        { "version", l_version }, { NULL, NULL }
+        { "version", l_version }, { "new_id", l_new_id }, { "script", l_script },
+        { NULL, NULL }
     };
 
     /* Refuse to run against an engine with another ABI. */

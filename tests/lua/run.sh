@@ -40,7 +40,11 @@ for variant in lua5.4:5.4 luajit:jit; do
   export LUA_CPATH="$build/lua/$sub/?.so;;"
   step "$interp memory://" env RUNQ_TEST_URL=memory:// \
     busted --lua="$interp" -o TAP "$root/tests/lua"
+  step "$interp redis://" "$with_redis" \
+    busted --lua="$interp" -o TAP "$root/tests/lua"
 done
+
+step "nginx e2e" "$root/tests/e2e/nginx/run.sh" "$build"
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}"
