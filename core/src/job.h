@@ -62,12 +62,5 @@ void rq_job_destroy(runq_job *job);
 int rq_job_set_str(char **field, const char *value);
 int rq_job_set_buf(uint8_t **field, size_t *len, const void *value, size_t n);
 
-/* Wire format v1 (docs/protocol.md): a msgpack map of the stored fields.
- * rq_wire_encode: *out is allocated with rq_malloc, owned by the caller.
- * rq_wire_decode: fills a new job; RUNQ_EPROTO with the detail on any
- * malformed, missing or mistyped field or an unknown version. */
-#define RUNQ_WIRE_VERSION 1
-int rq_wire_encode(uint8_t **out, size_t *out_len, const runq_job *job);
-int rq_wire_decode(runq_job **out, const void *buf, size_t len);
 
 #endif

@@ -1,5 +1,5 @@
-/* Unit tests of engine pieces that need no backend: URLs, ids, backoff, the
- * wire format, names, errors, allocator hooks. */
+/* Unit tests of engine pieces that need no backend: URLs, ids, backoff,
+ * names, errors, allocator hooks. */
 #include "support.h"
 
 #include "backend.h"
@@ -73,82 +73,6 @@ TEST(backoff_grows_caps_and_jitters) {
     }
     ASSERT_LT(lo, 150); /* the jitter really spreads the delays */
     ASSERT_GT(hi, 250);
-}
-
-static runq_job *sample_job(void) {
-    runq_job *j = rq_job_new();
-    rq_id_new(j->id);
-    rq_job_set_str(&j->task, "send_mail");
-    rq_job_set_str(&j->queue, "mail");
-    static const unsigned char args[] = {0x92, 0xa1, 'x', 0x07};
-    rq_job_set_buf(&j->args, &j->args_len, args, sizeof args);
-    j->state = RUNQ_STATE_SCHEDULED;
-    j->attempt = 2;
-    j->max_retries = 9;
-    j->priority = -3;
-    j->created_ms = 1700000000000;
-    j->eta_ms = 1700000005000;
-    j->timeout_ms = 30000;
-    j->deadline_ms = 1700000100000;
-    rq_job_set_str(&j->unique_key, "mail:1");
-    rq_job_set_str(&j->error, "smtp down");
-    return j;
-}
-
-TEST(wire_round_trip) {
-    runq_job *j = sample_job(), *k = NULL;
-    uint8_t *buf;
-    size_t len;
-    ASSERT_OK(rq_wire_encode(&buf, &len, j));
-    ASSERT_OK(rq_wire_decode(&k, buf, len));
-    ASSERT_STR(k->id, j->id);
-    ASSERT_STR(k->task, "send_mail");
-    ASSERT_STR(k->queue, "mail");
-    ASSERT_EQ(k->args_len, j->args_len);
-    ASSERT(memcmp(k->args, j->args, j->args_len) == 0);
-    ASSERT_EQ(k->state, RUNQ_STATE_SCHEDULED);
-    ASSERT_EQ(k->attempt, 2);
-    ASSERT_EQ(k->max_retries, 9);
-    ASSERT_EQ(k->priority, -3);
-    ASSERT_EQ(k->created_ms, 1700000000000);
-    ASSERT_EQ(k->eta_ms, 1700000005000);
-    ASSERT_EQ(k->timeout_ms, 30000);
-    ASSERT_EQ(k->deadline_ms, 1700000100000);
-    ASSERT_STR(k->unique_key, "mail:1");
-    ASSERT_STR(k->error, "smtp down");
-    ASSERT(k->result == NULL);
-    rq_free(buf);
-    rq_job_destroy(j);
-    rq_job_destroy(k);
-}
-
-TEST(wire_refuses_corrupt_data) {
-    runq_job *j = sample_job(), *k = NULL;
-    uint8_t *buf;
-    size_t len;
-    ASSERT_OK(rq_wire_encode(&buf, &len, j));
-    /* Every truncation is refused with EPROTO, never a crash. */
-    for (size_t cut = 0; cut < len; cut++) {
-        ASSERT_EQ(rq_wire_decode(&k, buf, cut), RUNQ_EPROTO);
-        ASSERT(k == NULL);
-    }
-    /* Flipping bytes must never crash; what decodes must be well-formed. */
-    for (size_t i = 0; i < len; i++) {
-        uint8_t save = buf[i];
-        buf[i] ^= 0xff;
-        if (rq_wire_decode(&k, buf, len) == 0) {
-            ASSERT_EQ(rq_name_check(k->task, "task"), 0);
-            rq_job_destroy(k);
-        }
-        buf[i] = save;
-    }
-    static const unsigned char not_map[] = {0x93, 1, 2, 3};
-    ASSERT_EQ(rq_wire_decode(&k, not_map, sizeof not_map), RUNQ_EPROTO);
-    static const unsigned char v2[] = {0x81, 0xa1, 'v', 0x02};
-    ASSERT_EQ(rq_wire_decode(&k, v2, sizeof v2), RUNQ_EPROTO);
-    ASSERT(strstr(runq_error_last(), "version") != NULL);
-    rq_free(buf);
-    rq_job_destroy(j);
 }
 
 TEST(names_and_errors) {
