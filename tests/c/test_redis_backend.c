@@ -1,0 +1,272 @@
+/* Redis-only behaviour of the redis:// backend: key layout, scripts after
+ * SCRIPT FLUSH, corrupt records, AUTH/SELECT, unix sockets, blocking fetch
+ * wake-ups and interrupts, expiry of done jobs, errors when unreachable. */
+#include "redis_support.h"
+
+#include <pthread.h>
+
+TEST(keys_of_a_queue_share_one_hash_tag) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "mail";
+    o.unique_key = "u1";
+    t_enqueue(c, id, "send", 1, &o);
+    redisContext *r = t_redis_connect(t_redis_port());
+    redisReply *keys = t_cmd(r, "KEYS *");
+    ASSERT_EQ(keys->type, REDIS_REPLY_ARRAY);
+    ASSERT_GT(keys->elements, 0);
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *k = keys->element[i]->str;
+        /* The per-id lookup key is the one documented exception. */
+        if (strncmp(k, "runq:id:", 8) == 0) continue;
+        if (strncmp(k, "{runq:mail}:", 12) != 0) CHECK_FAIL("key %s is outside the queue's hash tag", k);
+    }
+    freeReplyObject(keys);
+    char jk[128];
+    snprintf(jk, sizeof jk, "{runq:mail}:job:%s", id);
+    ASSERT_EQ(t_cmd_int(r, "EXISTS %s", jk), 1);
+    ASSERT_GT(t_cmd_int(r, "PTTL {runq:mail}:unique:u1"), 0);
+    redisFree(r);
+    runq_client_close(c);
+}
+
+TEST(work_continues_after_script_flush) {
+    runq_client *c = t_client();
+    redisContext *r = t_redis_connect(t_redis_port());
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    for (int round = 0; round < 3; round++) {
+        char id[RUNQ_ID_SIZE];
+        t_enqueue(c, id, "t", round, NULL);
+        freeReplyObject(t_cmd(r, "SCRIPT FLUSH"));
+        runq_job *j = NULL;
+        ASSERT_OK(runq_worker_next(w, &j, 5000));
+        ASSERT_STR(runq_job_id(j), id);
+        freeReplyObject(t_cmd(r, "SCRIPT FLUSH"));
+        ASSERT_OK(runq_job_ack(j, NULL, 0));
+        runq_job_free(j);
+        runq_job *snap = NULL;
+        ASSERT_OK(runq_job_get(&snap, c, id));
+        ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+        runq_job_free(snap);
+    }
+    runq_worker_free(w);
+    redisFree(r);
+    runq_client_close(c);
+}
+
+static void check_dead_with(runq_client *c, const char *id, const char *reason) {
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DEAD);
+    ASSERT(runq_job_error(snap) != NULL);
+    if (!strstr(runq_job_error(snap), reason))
+        CHECK_FAIL("error \"%s\" does not say \"%s\"", runq_job_error(snap), reason);
+    runq_job_free(snap);
+}
+
+TEST(corrupt_jobs_are_dead_lettered_not_crashed_on) {
+    runq_client *c = t_client();
+    redisContext *r = t_redis_connect(t_redis_port());
+    char bad_num[RUNQ_ID_SIZE], bad_args[RUNQ_ID_SIZE], not_hash[RUNQ_ID_SIZE], good[RUNQ_ID_SIZE];
+    t_enqueue(c, bad_num, "t", 1, NULL);
+    t_enqueue(c, bad_args, "t", 2, NULL);
+    t_enqueue(c, not_hash, "t", 3, NULL);
+    t_enqueue(c, good, "t", 4, NULL);
+    freeReplyObject(t_cmd(r, "HSET {runq:default}:job:%s attempt banana", bad_num));
+    /* 0xc1 is never valid msgpack. */
+    freeReplyObject(t_cmd(r, "HSET {runq:default}:job:%s args %b", bad_args, "\xc1\xc1", (size_t)2));
+    freeReplyObject(t_cmd(r, "DEL {runq:default}:job:%s", not_hash));
+    freeReplyObject(t_cmd(r, "SET {runq:default}:job:%s garbage", not_hash));
+
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *j = NULL;
+    ASSERT_OK(runq_worker_next(w, &j, 5000));
+    ASSERT_STR(runq_job_id(j), good);
+    ASSERT_EQ(t_args_get_int(j), 4);
+    ASSERT_OK(runq_job_ack(j, NULL, 0));
+    runq_job_free(j);
+    runq_job *none = NULL;
+    ASSERT_EQ(runq_worker_next(w, &none, 300), RUNQ_ETIMEOUT);
+
+    check_dead_with(c, bad_num, "attempt");
+    check_dead_with(c, bad_args, "msgpack");
+    check_dead_with(c, not_hash, "corrupt");
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.dead, 3);
+    ASSERT_EQ(st.pending + st.active + st.scheduled, 0);
+    runq_worker_free(w);
+    redisFree(r);
+    runq_client_close(c);
+}
+
+typedef struct fetch_arg {
+    runq_worker *w;
+    int rc;
+    int64_t took_ms;
+    runq_job *job;
+} fetch_arg;
+
+static void *fetch_thread(void *p) {
+    fetch_arg *a = p;
+    int64_t t0 = t_now_ms();
+    a->rc = runq_worker_next(a->w, &a->job, 20000);
+    a->took_ms = t_now_ms() - t0;
+    return NULL;
+}
+
+TEST(idle_fetch_wakes_on_enqueue_and_on_due_job) {
+    runq_client *c = t_client();
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    /* New job: the blocked fetch must wake long before its 20 s limit. */
+    fetch_arg a = {w, 0, 0, NULL};
+    pthread_t th;
+    pthread_create(&th, NULL, fetch_thread, &a);
+    t_sleep_ms(300);
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 1, NULL);
+    pthread_join(th, NULL);
+    ASSERT_OK(a.rc);
+    ASSERT_STR(runq_job_id(a.job), id);
+    ASSERT_LT(a.took_ms, 10000);
+    ASSERT_OK(runq_job_ack(a.job, NULL, 0));
+    runq_job_free(a.job);
+
+    /* A delayed job enqueued while a fetch already blocks. */
+    fetch_arg b = {w, 0, 0, NULL};
+    pthread_create(&th, NULL, fetch_thread, &b);
+    t_sleep_ms(200);
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.delay_ms = 500;
+    t_enqueue(c, id, "t", 2, &o);
+    pthread_join(th, NULL);
+    ASSERT_OK(b.rc);
+    ASSERT_STR(runq_job_id(b.job), id);
+    ASSERT_GE(runq_job_eta(b.job), runq_job_created_at(b.job) + 500);
+    ASSERT_LT(b.took_ms, 10000);
+    ASSERT_OK(runq_job_ack(b.job, NULL, 0));
+    runq_job_free(b.job);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(stop_interrupts_a_blocked_fetch) {
+    runq_client *c = t_client();
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    fetch_arg a = {w, 0, 0, NULL};
+    pthread_t th;
+    pthread_create(&th, NULL, fetch_thread, &a);
+    t_sleep_ms(300);
+    int64_t t0 = t_now_ms();
+    runq_worker_stop(w, 0);
+    pthread_join(th, NULL);
+    ASSERT_LT(t_now_ms() - t0, 5000);
+    ASSERT(a.rc == RUNQ_ECLOSED || a.rc == RUNQ_ETIMEOUT);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(auth_and_select_db) {
+    int port = t_redis_port();
+    redisContext *r = t_redis_connect(port);
+    freeReplyObject(t_cmd(r, "ACL SETUSER alice on >wonder ~* &* +@all"));
+    freeReplyObject(t_cmd(r, "CONFIG SET requirepass sesame"));
+    char url[256];
+    /* Password only, database 3. */
+    snprintf(url, sizeof url, "redis://:sesame@127.0.0.1:%d/3", port);
+    runq_client *c = t_client_at(url);
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 1, NULL);
+    runq_client_close(c);
+    freeReplyObject(t_cmd(r, "AUTH sesame"));
+    freeReplyObject(t_cmd(r, "SELECT 3"));
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:job:%s", id), 1);
+    freeReplyObject(t_cmd(r, "SELECT 0"));
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:job:%s", id), 0);
+
+    /* User and password. */
+    snprintf(url, sizeof url, "redis://alice:wonder@127.0.0.1:%d/3", port);
+    c = t_client_at(url);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    runq_job_free(snap);
+    runq_client_close(c);
+
+    /* Wrong password: a clear error, not a hang. */
+    snprintf(url, sizeof url, "redis://:wrong@127.0.0.1:%d/3", port);
+    runq_client_options co = RUNQ_CLIENT_OPTIONS_INIT;
+    co.command_timeout_ms = 1000;
+    c = NULL;
+    ASSERT_OK(runq_client_open(&c, url, &co));
+    ASSERT_NE(runq_job_get(&snap, c, id), 0);
+    ASSERT(strlen(runq_error_last()) > 0);
+    runq_client_close(c);
+    freeReplyObject(t_cmd(r, "CONFIG SET requirepass %s", ""));
+    redisFree(r);
+}
+
+TEST(unix_socket_url) {
+    t_server s = {0};
+    t_server_start(&s, NULL);
+    char url[400];
+    snprintf(url, sizeof url, "unix://%s?db=2", s.sock);
+    runq_client *c = t_client_at(url);
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 9, NULL);
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *j = NULL;
+    ASSERT_OK(runq_worker_next(w, &j, 5000));
+    ASSERT_EQ(t_args_get_int(j), 9);
+    ASSERT_OK(runq_job_ack(j, NULL, 0));
+    runq_job_free(j);
+    runq_worker_free(w);
+    runq_client_close(c);
+    redisContext *r = t_redis_connect(s.port);
+    freeReplyObject(t_cmd(r, "SELECT 2"));
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:job:%s", id), 1);
+    redisFree(r);
+    t_server_destroy(&s);
+}
+
+TEST(done_jobs_expire_with_their_result_ttl) {
+    runq_client_options co = RUNQ_CLIENT_OPTIONS_INIT;
+    co.result_ttl_ms = 400;
+    runq_client *c = NULL;
+    ASSERT_OK(runq_client_open(&c, check_url(), &co));
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 1, NULL);
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *j = NULL;
+    ASSERT_OK(runq_worker_next(w, &j, 5000));
+    ASSERT_OK(runq_job_ack(j, NULL, 0));
+    runq_job_free(j);
+    redisContext *r = t_redis_connect(t_redis_port());
+    long long ttl = t_cmd_int(r, "PTTL {runq:default}:job:%s", id);
+    ASSERT_GT(ttl, 0);
+    ASSERT_LE(ttl, 400);
+    ASSERT_GT(t_cmd_int(r, "PTTL runq:id:%s", id), 0);
+    WAIT_UNTIL(t_cmd_int(r, "EXISTS {runq:default}:job:%s runq:id:%s", id, id) == 0);
+    runq_job *snap = NULL;
+    ASSERT_EQ(runq_job_get(&snap, c, id), RUNQ_ENOTFOUND);
+    redisFree(r);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(unreachable_redis_fails_within_the_timeout) {
+    int port = t_free_port(); /* nothing listens there */
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?connect_timeout=200&timeout=500", port);
+    runq_client *c = t_client_at(url);
+    unsigned char buf[16];
+    size_t len = t_args_int(buf, 1);
+    int64_t t0 = t_now_ms();
+    int rc = runq_enqueue(c, NULL, "t", buf, len, NULL);
+    ASSERT(rc == RUNQ_ETIMEOUT || rc == RUNQ_EIO);
+    ASSERT_LT(t_now_ms() - t0, 3000);
+    if (!strstr(runq_error_last(), "redis")) CHECK_FAIL("unclear error: %s", runq_error_last());
+    runq_client_close(c);
+}
+
+TEST_MAIN()
