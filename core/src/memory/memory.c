@@ -339,7 +339,7 @@ static int mem_fetch(runq_backend *b, const rq_fetch_request *req, runq_job ***o
             for (mrec *r; *n < req->max && (r = rq_heap_pop(&q->pending));) {
                 runq_job *j = r->job;
                 if (j->deadline_ms && now > j->deadline_ms) {
-                    to_dead(q, r, "deadline passed before the job started");
+                    to_dead(q, r, "deadline passed");
                     continue;
                 }
                 j->state = RUNQ_STATE_ACTIVE;
