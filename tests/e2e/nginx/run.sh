@@ -57,38 +57,70 @@ for _ in $(seq 1 100); do
   sleep 0.05
 done
 
+# get PATH -> sets $body and $code
+get() {
+  local out
+  out=$(curl -s -w ' %{http_code}' "$base$1") || fail "request $1 failed"
+  body=${out% *}
+  code=${out##* }
+}
+
 # Jobs through nginx; ids are collected with the n they carry.
 N=${RUNQ_E2E_JOBS:-200}
 ids="$prefix/ids"
 : > "$ids"
 for n in $(seq 1 "$N"); do
-  out=$(curl -s -w ' %{http_code}' "$base/enqueue?n=$n") || fail "request $n failed"
-  id=${out% *}
-  id=${id//$'\n'/}
-  code=${out##* }
-  [ "$code" = 201 ] || fail "enqueue n=$n: HTTP $code: $id"
-  echo "$id $n" >> "$ids"
+  get "/enqueue?n=$n&priority=$((n % 3))"
+  [ "$code" = 201 ] || fail "enqueue n=$n: HTTP $code: $body"
+  echo "$body $n" >> "$ids"
 done
+total=$N
 
 # A unique key: the second request gets 409 and the first job's id.
-first=$(curl -s -w ' %{http_code}' "$base/enqueue?n=7&unique=e2e-once")
-second=$(curl -s -w ' %{http_code}' "$base/enqueue?n=7&unique=e2e-once")
-[ "${first##* }" = 201 ] || fail "unique enqueue: $first"
-[ "${second##* }" = 409 ] || fail "duplicate enqueue was not refused: $second"
-first_id=${first% *}
-first_id=${first_id//$'\n'/}
-second_id=${second% *}
-second_id=${second_id//$'\n'/}
-[ "$first_id" = "$second_id" ] || fail "409 did not name the holder: $first / $second"
-echo "$first_id 7" >> "$ids"
+get "/enqueue?n=7&unique=e2e-once"
+[ "$code" = 201 ] || fail "unique enqueue: $code $body"
+first=$body
+get "/enqueue?n=7&unique=e2e-once"
+[ "$code" = 409 ] || fail "duplicate enqueue was not refused: $code $body"
+[ "$body" = "$first" ] || fail "409 did not name the holder: $first / $body"
+echo "$first 7" >> "$ids"
+total=$((total + 1))
+
+# After SCRIPT FLUSH the producer falls back to EVAL (and reloads it).
+redis-cli -p "$RUNQ_TEST_REDIS_PORT" SCRIPT FLUSH >/dev/null
+get "/enqueue?n=8"
+[ "$code" = 201 ] || fail "enqueue after SCRIPT FLUSH: $code $body"
+echo "$body 8" >> "$ids"
+total=$((total + 1))
+
+# No replicas: the job is written but durability fails, with its id.
+get "/enqueue?n=9&replicate=1"
+[ "$code" = 503 ] || fail "replicate=1 without replicas: $code $body"
+echo "${body#EDURABILITY } 9" >> "$ids"
+total=$((total + 1))
+
+# once_in from nginx, then the same task+args from the C client: the C
+# producer must see the nginx job as the holder (same derived key).
+get "/enqueue?n=11&once_in=1000000"
+[ "$code" = 201 ] || fail "once_in enqueue: $code $body"
+echo "$body 11" >> "$ids"
+total=$((total + 1))
+checks="$prefix/checks"
+echo "once $body 11" > "$checks"
+
+# A delayed job on another queue stays scheduled.
+get "/enqueue?n=12&delay=3600&queue=e2e-later"
+[ "$code" = 201 ] || fail "delayed enqueue: $code $body"
+echo "scheduled $body 12" >> "$checks"
 
 # Bad input is an error response, not a crashed nginx worker.
-bad=$(curl -s -w ' %{http_code}' "$base/bad")
-[ "${bad##* }" = 400 ] || fail "bad input: $bad"
-case "$bad" in *"cannot encode a function"*) ;; *) fail "bad input message: $bad" ;; esac
+get /bad
+[ "$code" = 400 ] || fail "bad input: $code $body"
+case "$body" in *"cannot encode a function"*) ;; *) fail "bad input message: $body" ;; esac
 grep -q "\[alert\]\|\[crit\]\|\[emerg\]" "$prefix/error.log" && fail "nginx logged alerts"
 
 export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;"
 export LUA_CPATH="$build/lua/jit/?.so;;"
+luajit "$here/check.lua" "$checks" || fail "job checks failed"
 luajit "$here/worker.lua" "$ids" || fail "worker did not process every job"
-echo "e2e: $((N + 1)) jobs enqueued through nginx and processed"
+echo "e2e: $total jobs enqueued through nginx and processed"
