@@ -80,18 +80,52 @@ static int put_double(rq_buf *b, double d)
     return put_be(b, 0xcb, u, 8);
 }
 
+/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+static int is_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) { len = 2; cp = c & 0x1f; min = 0x80; }
+        else if ((c & 0xf0) == 0xe0) { len = 3; cp = c & 0x0f; min = 0x800; }
+        else if ((c & 0xf8) == 0xf0) { len = 4; cp = c & 0x07; min = 0x10000; }
+        else return 0;
+        if (n - i < len)
+            return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* Lua strings are bytes. Valid UTF-8 goes out as msgpack str; anything else
+ * as bin, so that strict decoders elsewhere (Python's) see bytes rather
+ * than failing on a "string" that is not text. */
 static int put_str(rq_buf *b, const char *s, size_t n)
 {
+    int text = is_utf8((const unsigned char *)s, n);
     int r;
-    if (n < 32) {
+    if (text && n < 32) {
         uint8_t c = (uint8_t)(0xa0 | n);
         r = put(b, &c, 1);
     } else if (n <= 0xff) {
-        r = put_be(b, 0xd9, n, 1);
+        r = put_be(b, text ? 0xd9 : 0xc4, n, 1);
     } else if (n <= 0xffff) {
-        r = put_be(b, 0xda, n, 2);
+        r = put_be(b, text ? 0xda : 0xc5, n, 2);
     } else if (n <= 0xffffffffULL) {
-        r = put_be(b, 0xdb, n, 4);
+        r = put_be(b, text ? 0xdb : 0xc6, n, 4);
     } else {
         return -1;
     }

@@ -68,6 +68,15 @@ describe("runq msgpack codec", function()
     assert.matches("nested deeper", err)
   end)
 
+  it("sends UTF-8 text as str and other bytes as bin", function()
+    assert.are.equal("\163h\195\169", runq.pack("h\195\169"))   -- "hé"
+    assert.are.equal("\196\2\255\0", runq.pack("\255\0"))
+    assert.are.equal("\196\2\237\160", runq.pack("\237\160")) -- truncated
+    assert.are.equal("\196\3\237\160\128", runq.pack("\237\160\128")) -- surrogate
+    assert.are.equal("\196\2\192\128", runq.pack("\192\128")) -- overlong
+    assert.are.equal("\164\240\159\152\128", runq.pack("\240\159\152\128"))
+  end)
+
   it("allows shared (non-cyclic) subtables", function()
     local s = { 1 }
     assert.are.same({ s, s }, roundtrip({ s, s }))
