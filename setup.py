@@ -74,6 +74,7 @@ class BuildWithEngine(build_ext):
             ext.include_dirs += [f[2:] for f in cflags if f.startswith("-I")]
             # The static engine first, then what it needs, in link order.
             ext.extra_objects.append(lib)
+            ext.depends.append(lib)  # relink whenever the engine changed
             ext.extra_link_args += libs + ["-lpthread", "-lm"]
         super().run()
 

@@ -114,7 +114,7 @@ class App:
 
     # ---- tasks ----------------------------------------------------------
     @overload
-    def task(self, fn: F, /) -> Task: ...
+    def task(self, fn: F) -> Task: ...
     @overload
     def task(
         self,
@@ -131,7 +131,6 @@ class App:
     def task(
         self,
         fn: Callable[..., Any] | None = None,
-        /,
         *,
         name: str | None = None,
         queue: str = "default",

@@ -118,7 +118,7 @@ class Worker:
 
     def run(self) -> bool:
         """Start and block until SIGINT/SIGTERM (main thread) or stop()."""
-        old: dict[int, Any] = {}
+        old: dict[signal.Signals, Any] = {}
         is_main = threading.current_thread() is threading.main_thread()
 
         def on_signal(signum: int, frame: types.FrameType | None) -> None:
