@@ -24,13 +24,16 @@ WORKER_MODULE = textwrap.dedent(
 
     app = runq.App(os.environ["RUNQ_TEST_URL"])
     MARK = os.environ["RUNQ_TEST_MARK"]
+    RELEASE = MARK + ".release"
 
     @app.task(name="proc.slow", retries=5, backoff=(0.01, 0.05))
     def slow(job: runq.Job) -> str:
         open(MARK, "w").close()           # tell the test we are running
-        for _ in range(6000):            # at most ~60 s, unless cancelled
+        for _ in range(6000):            # at most ~60 s
             if job.cancelled:
                 raise RuntimeError("cancelled by worker stop")
+            if os.path.exists(RELEASE):  # the test lets it finish
+                return "slow"
             time.sleep(0.01)
         return "slow"
     """
@@ -71,10 +74,10 @@ def test_sigterm_mid_job_loses_nothing(redis_url: str, tmp_path: Path, grace: st
             assert proc.poll() is None, proc.communicate()[0]
             assert time.monotonic() < end, "the worker never started the job"
             time.sleep(0.02)
-        if grace == "30":
-            # Let the handler finish on its own after the signal: shorten it.
-            pass
         proc.send_signal(signal.SIGTERM)
+        if grace == "30":
+            # Within the grace period the running handler may finish.
+            (tmp_path / "running.release").touch()
         out, _ = proc.communicate(timeout=WAIT + 60)
         assert proc.returncode == 0, out
         assert "SIGTERM" in out and "stopped" in out, out
