@@ -926,35 +926,39 @@ static int handler_msgh(lua_State *L)
 }
 
 /* Settle the job according to the handler's outcome at the top of the
- * stack. Returns the outcome name pushed for the caller. */
-static const char *settle(lua_State *L, runq_job *job, int ok)
+ * stack. *outcome names it; returns the engine's code for the settlement
+ * (0, RUNQ_ESTALE when the lease was lost, or another failure). */
+static int settle(lua_State *L, runq_job *job, int ok, const char **outcome)
 {
     char err[RQ_ERR_SIZE];
     retry_ud *rr = luaL_testudata(L, -1, MT_RETRY);
     if (rr != NULL) {
-        runq_job_fail(job, "retry requested by the handler", rr->delay_ms);
-        return "retry";
+        *outcome = "retry";
+        return runq_job_fail(job, "retry requested by the handler", rr->delay_ms);
     }
+    *outcome = "failed";
     if (!ok) {
         const char *msg = lua_tostring(L, -1);
-        runq_job_fail(job, msg != NULL ? msg : "handler failed", -1);
-        return "failed";
+        return runq_job_fail(job, msg != NULL ? msg : "handler failed", -1);
     }
     rq_buf b = { 0 };
     if (rq_mp_encode(L, -1, &b, err) != 0) {
         rq_buf_free(&b);
         char msg[RQ_ERR_SIZE + 64];
         snprintf(msg, sizeof msg, "handler result: %s", err);
-        runq_job_fail(job, msg, -1);
-        return "failed";
+        return runq_job_fail(job, msg, -1);
     }
+    *outcome = "done";
     int rc = runq_job_ack(job, b.p, b.len);
     rq_buf_free(&b);
-    return rc == 0 ? "done" : "stale";
+    return rc;
 }
 
 /* worker:run_once(timeout_seconds) -> outcome | false (nothing came) |
- * nil, err, code. Outcome: "done", "failed", "retry", "stale". */
+ * nil, err, code. Outcome: "done", "failed", "retry", or "stale" when the
+ * lease was lost before the outcome could be recorded (the job will be
+ * delivered again). Other settlement failures (e.g. EIO) are nil, err,
+ * code; the job then goes back to pending or is recovered at lease expiry. */
 static int w_run_once(lua_State *L)
 {
     wk_box *wk = check_worker(L, 1);
@@ -986,12 +990,12 @@ static int w_run_once(lua_State *L)
 
     char err[RQ_ERR_SIZE];
     handler_ref *h = find_handler(wk->cl, runq_job_task(job));
-    const char *outcome;
+    const char *outcome = "failed";
+    int src;
     if (h == NULL || h->ref == LUA_NOREF) {
         char msg[RUNQ_NAME_MAX + 64];
         snprintf(msg, sizeof msg, "no Lua handler for task '%s'", runq_job_task(job));
-        runq_job_fail(job, msg, -1);
-        outcome = "failed";
+        src = runq_job_fail(job, msg, -1);
     } else {
         lua_pushcfunction(L, handler_msgh);
         int mh = lua_gettop(L);
@@ -1001,8 +1005,7 @@ static int w_run_once(lua_State *L)
         if (rq_mp_decode_args(L, p, n, err) != 0) {
             char msg[RQ_ERR_SIZE + 32];
             snprintf(msg, sizeof msg, "bad job args: %s", err);
-            runq_job_fail(job, msg, -1);
-            outcome = "failed";
+            src = runq_job_fail(job, msg, -1);
         } else {
             lua_pushvalue(L, ji);
             ud->in_handler = 1;
@@ -1010,16 +1013,25 @@ static int w_run_once(lua_State *L)
             int st = lua_pcall(L, 2, 1, mh);
             wk->in_handler--;
             ud->in_handler = 0;
-            outcome = settle(L, job, st == 0);
+            src = settle(L, job, st == 0, &outcome);
         }
     }
-    /* Settled: free it now rather than at the next GC cycle. */
-    job_release(ud);
+    /* Report a failed settlement before later calls replace the detail. */
+    int nret = 0;
+    if (src != 0 && src != RUNQ_ESTALE)
+        nret = push_rq_error(L, src);
+    /* A stop requested by the handler: the job is settled, so the engine's
+     * stop cannot hand it back. Done before the release below, which may
+     * drop the last reference to the worker (if the handler closed it). */
     if (wk->stop && !wk->stop_sent && wk->in_handler == 0) {
         wk->stop_sent = 1;
         runq_worker_stop(wk->w, 0);
     }
-    lua_pushstring(L, outcome);
+    /* Settled: free it now rather than at the next GC cycle. */
+    job_release(ud);
+    if (nret > 0)
+        return nret;
+    lua_pushstring(L, src == RUNQ_ESTALE ? "stale" : outcome);
     return 1;
 }
 

@@ -237,6 +237,17 @@ describe("runq (" .. h.url .. ")", function()
     assert.are.equal(4, w:stats().processed)
   end)
 
+  it("survives a handler that closes its own worker", function()
+    local app, q = h.fresh()
+    local w
+    assert(app:task("t", function() w:close() end, { queue = q }))
+    assert(app:enqueue("t", {}))
+    w = assert(app:worker { queues = { q } })
+    local ww = w.w
+    assert.are.equal("done", ww:run_once(h.WAIT))
+    assert.has_error(function() ww:run_once(0) end, "runq worker is closed")
+  end)
+
   it("invalidates the job object once its handler returned", function()
     local app, q = h.fresh()
     local kept
