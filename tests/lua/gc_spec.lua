@@ -30,6 +30,34 @@ describe("runq GC safety (" .. h.url .. ")", function()
     end
   end)
 
+  it("unpins handlers when replaced, and when their app goes", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    local app = assert(runq.new(h.url))
+    local f = function() end
+    weak[f] = "replaced"
+    assert(app:task("t", f))
+    assert(app:task("t", function() end))
+    local g = function() end
+    weak[g] = "closed"
+    assert(app:task("u", g))
+    f, g = nil, nil -- luacheck: ignore
+    collectgarbage("collect")
+    local left = {}
+    for _, why in pairs(weak) do left[#left + 1] = why end
+    assert.are.same({ "closed" }, left)
+    assert(app:close())
+    collectgarbage("collect")
+    assert.is_nil(next(weak))
+
+    local k = function() end
+    weak[k] = "collected"
+    assert(runq.new(h.url):task("t", k))
+    k = nil -- luacheck: ignore
+    collectgarbage("collect")
+    collectgarbage("collect")
+    assert.is_nil(next(weak))
+  end)
+
   it("does not grow over 10 000 jobs", function()
     local app, q = h.fresh()
     local payload = { "x", 1, { nested = { 1, 2, 3 } }, name = "job" }
