@@ -10,6 +10,7 @@
  * caller's thread. All worker state is guarded by `lock`. */
 #include "client.h"
 
+#include <stdio.h>
 #include <string.h>
 
 typedef struct job_list {
@@ -202,8 +203,25 @@ static void job_settled(runq_job *job, bool failed, bool dead) {
     uv_mutex_unlock(&w->lock);
 }
 
+static int job_do_fail(runq_job *job, int64_t delay_ms);
+
+/* A job whose handler overran its timeout fails, even if the handler
+ * reports success late: the caller was promised an answer within the
+ * timeout, and runq_job_cancelled() told the handler to give up. */
+static bool job_timed_out(runq_job *job) {
+    if (job->timeout_ms <= 0 || job->started_mono_ms <= 0) return false;
+    int64_t took = rq_mono_ms() - job->started_mono_ms;
+    if (took <= job->timeout_ms) return false;
+    char msg[128];
+    snprintf(msg, sizeof msg, "timed out: the handler ran %lld ms, its timeout is %lld ms",
+             (long long)took, (long long)job->timeout_ms);
+    rq_job_set_str(&job->error, msg);
+    return true;
+}
+
 static int job_do_ack(runq_job *job) {
     runq_worker *w = job->worker;
+    if (job_timed_out(job)) return job_do_fail(job, job->retry_delay_ms);
     int rc = w->backend->ops->ack(w->backend, job, job->result, job->result_len,
                                   w->client->options.result_ttl_ms);
     if (rc == 0) {
@@ -422,6 +440,7 @@ int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
             return rc;
         }
     }
+    job->started_mono_ms = rq_mono_ms(); /* the caller's handler starts now */
     uv_mutex_lock(&w->lock);
     list_push(&w->held, job);
     uv_mutex_unlock(&w->lock);

@@ -661,6 +661,65 @@ TEST(wait_times_out_on_unfinished_job) {
     runq_client_close(c);
 }
 
+/* ---- handler timeout ---- */
+
+static atomic_int saw_cancel;
+static int overrun(runq_job *job, void *ud) {
+    (void)ud;
+    int64_t until = t_now_ms() + 400;
+    while (t_now_ms() < until && !runq_job_cancelled(job)) t_sleep_ms(5);
+    if (runq_job_cancelled(job)) atomic_store(&saw_cancel, 1);
+    t_sleep_ms(20); /* finish "late", and claim success */
+    return 0;
+}
+
+TEST(handler_overrunning_its_timeout_fails) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = overrun;
+    to.timeout_ms = 50;
+    to.max_retries = 0;
+    ASSERT_OK(runq_task_register(NULL, c, "overrun", &to));
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "overrun", 1, NULL);
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, NULL));
+    ASSERT_OK(runq_worker_start(w));
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_wait(&snap, c, id, 20000));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DEAD);
+    ASSERT_EQ(runq_job_timeout(snap), 50);
+    ASSERT(strstr(runq_job_error(snap), "timed out") != NULL);
+    ASSERT_EQ(atomic_load(&saw_cancel), 1);
+    runq_job_free(snap);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
+TEST(pulled_job_acked_after_its_timeout_fails) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.timeout_ms = 50;
+    o.max_retries = 1;
+    t_enqueue(c, id, "t", 1, &o);
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *job = NULL;
+    ASSERT_OK(runq_worker_next(w, &job, 1000));
+    ASSERT(!runq_job_cancelled(job));
+    t_sleep_ms(120);
+    ASSERT(runq_job_cancelled(job));
+    ASSERT_OK(runq_job_ack(job, NULL, 0)); /* settles, as a failure */
+    ASSERT_EQ(runq_job_state_get(job), RUNQ_STATE_SCHEDULED);
+    runq_job_free(job);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT(strstr(runq_job_error(snap), "timed out") != NULL);
+    runq_job_free(snap);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
 /* ---- bad input ---- */
 
 TEST(bad_input_gets_clear_errors) {
