@@ -19,9 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
-#include "common.h"        /* rq_id_new: the engine's own id generator */
+#include "common.h"        /* rq_id_new, rq_fnv1a64: the engine's own */
 #include "compat.h"
 #include "mpack.h"
 #include "redis_scripts.h" /* generated: the embedded Redis server scripts */
@@ -139,13 +138,6 @@ static int64_t secs_to_ms(lua_Number s)
     return (int64_t)llround((double)s * 1000.0);
 }
 
-static int64_t now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* Option readers: field of the table at idx (0 means "no table"). Each
  * returns 0 when absent, 1 when read, -1 on a type error (message pushed
  * through errbuf). */
@@ -233,19 +225,6 @@ static int opt_table_index(lua_State *L, int idx)
     return idx;
 }
 
-/* FNV-1a 64: a stable, dependency-free hash for once_in keys, reproduced
- * by lua/runq/resty.lua through core.hash. */
-static uint64_t fnv1a64(const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    uint64_t h = 14695981039346656037ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 /* ---------------------------------------------------------------- */
 /* Module functions                                                  */
 /* ---------------------------------------------------------------- */
@@ -318,7 +297,7 @@ static int l_hash(lua_State *L)
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     char hex[17];
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv1a64(s, n));
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rq_fnv1a64(s, n));
     lua_pushstring(L, hex);
     return 1;
 }
@@ -561,17 +540,8 @@ static int c_enqueue(lua_State *L)
         rq_buf_free(&buf);
         return push_msg_error(L, err, "EINVAL");
     }
-    /* once_in: at most one job per task+args per period; the key names the
-     * period's bucket so the next period gets a fresh key. */
-    char key[RUNQ_NAME_MAX + 64];
-    if (once_ms > 0) {
-        snprintf(key, sizeof key, "once:%s:%016llx:%lld", task,
-                 (unsigned long long)fnv1a64(buf.p, buf.len),
-                 (long long)(now_ms() / once_ms));
-        e.unique_key = key;
-        if (e.unique_ttl_ms < 0)
-            e.unique_ttl_ms = once_ms;
-    }
+    /* once_in: the engine derives the unique key (docs/protocol.md). */
+    e.once_in_ms = once_ms;
     char id[RUNQ_ID_SIZE] = { 0 };
     int rc = runq_enqueue(b->c, id, task, buf.p, buf.len, &e);
     rq_buf_free(&buf);

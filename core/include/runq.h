@@ -223,11 +223,14 @@ typedef struct runq_enqueue_options {
     int64_t unique_ttl_ms;     /* -1: the task's (24 h if unregistered) */
     int replicate;             /* redis: replicas that must confirm; 0: none */
     int replicate_timeout_ms;  /* redis: how long to wait for them */
+    int64_t once_in_ms;        /* 0: off; else at most one job of this task with
+                                  these exact args per period (derives the unique
+                                  key, see docs/protocol.md; excludes unique_key) */
 } runq_enqueue_options;
 
 #define RUNQ_ENQUEUE_OPTIONS_VERSION 1
 #define RUNQ_ENQUEUE_OPTIONS_INIT \
-    { RUNQ_ENQUEUE_OPTIONS_VERSION, NULL, 0, 0, 0, -1, -1, 0, 0, NULL, -1, 0, 1000 }
+    { RUNQ_ENQUEUE_OPTIONS_VERSION, NULL, 0, 0, 0, -1, -1, 0, 0, NULL, -1, 0, 1000, 0 }
 
 /* Enqueue one job of `task` (registered or not: producers need not know the
  * handler) with `args`, a single msgpack object of args_len bytes (copied;

@@ -150,6 +150,8 @@ static int job_build(runq_job **out, runq_client *c, const char *task, const voi
         return rq_error(RUNQ_EINVAL, "replicate and replicate_timeout must not be negative");
     if (o.unique_key && (!*o.unique_key || strlen(o.unique_key) > 1024))
         return rq_error(RUNQ_EINVAL, "unique key must be 1 to 1024 bytes");
+    if (o.once_in_ms < 0 || (o.once_in_ms > 0 && o.unique_key))
+        return rq_error(RUNQ_EINVAL, "once_in must be positive and excludes unique_key");
 
     runq_task *t = runq_task_find(c, task);
     runq_task_options defaults = RUNQ_TASK_OPTIONS_INIT;
@@ -169,6 +171,16 @@ static int job_build(runq_job **out, runq_client *c, const char *task, const voi
     job->deadline_ms = o.deadline_ms;
     job->timeout_ms = o.timeout_ms >= 0 ? o.timeout_ms : to->timeout_ms;
     job->unique_ttl_ms = o.unique_ttl_ms > 0 ? o.unique_ttl_ms : to->unique_ttl_ms;
+    /* Once in a period: the unique key names task, args and the period's
+     * bucket, so the next period gets a fresh key (docs/protocol.md). */
+    char once_key[RUNQ_NAME_MAX + 64];
+    if (o.once_in_ms > 0) {
+        snprintf(once_key, sizeof once_key, "once:%s:%016llx:%lld", task,
+                 (unsigned long long)rq_fnv1a64(args, args_len),
+                 (long long)(rq_now_ms() / o.once_in_ms));
+        o.unique_key = once_key;
+        if (o.unique_ttl_ms <= 0) job->unique_ttl_ms = o.once_in_ms;
+    }
     if (rq_job_set_str(&job->task, task) || rq_job_set_str(&job->queue, queue) ||
         rq_job_set_str(&job->unique_key, o.unique_key) ||
         rq_job_set_buf(&job->args, &job->args_len, args, args_len)) {

@@ -33,6 +33,10 @@ void rq_error_clear(void);
 int64_t rq_now_ms(void);
 int64_t rq_mono_ms(void);
 
+/* FNV-1a, 64 bits: stable across platforms and languages (the once-in-period
+ * key of docs/protocol.md uses it, so other languages must compute the same). */
+uint64_t rq_fnv1a64(const void *data, size_t len);
+
 /* Thread-safe random 64-bit value (seeded from the OS). */
 uint64_t rq_random64(void);
 

@@ -4,11 +4,7 @@
 
 #include <string.h>
 
-static uint64_t hash_key(const char *s) { /* FNV-1a */
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
+static uint64_t hash_key(const char *s) { return rq_fnv1a64(s, strlen(s)); }
 
 void rq_map_init(rq_map *m) { memset(m, 0, sizeof *m); }
 

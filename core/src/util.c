@@ -18,6 +18,13 @@ int64_t rq_now_ms(void) {
 
 int64_t rq_mono_ms(void) { return (int64_t)(uv_hrtime() / 1000000); }
 
+uint64_t rq_fnv1a64(const void *data, size_t len) {
+    const unsigned char *p = data;
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
 /* splitmix64 per thread, seeded from the OS once per thread: cheap, no
  * locking, and good enough for ids, jitter and weighted choice. */
 uint64_t rq_random64(void) {

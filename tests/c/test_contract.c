@@ -243,6 +243,30 @@ TEST(unique_key_refuses_duplicates_within_ttl) {
     runq_client_close(c);
 }
 
+TEST(once_in_period_runs_once_per_bucket) {
+    runq_client *c = t_client();
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.once_in_ms = 3600 * 1000;
+    char a[RUNQ_ID_SIZE], b[RUNQ_ID_SIZE], d[RUNQ_ID_SIZE];
+    unsigned char args[16], other[16];
+    size_t len = t_args_int(args, 7), olen = t_args_int(other, 8);
+    ASSERT_OK(runq_enqueue(c, a, "digest", args, len, &o));
+    ASSERT_EQ(runq_enqueue(c, b, "digest", args, len, &o), RUNQ_EDUPLICATE);
+    ASSERT_STR(b, a);
+    ASSERT_OK(runq_enqueue(c, d, "digest", other, olen, &o)); /* other args */
+    ASSERT_OK(runq_enqueue(c, d, "summary", args, len, &o));  /* other task */
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, a));
+    /* The derived key is the documented one, so other languages match it. */
+    ASSERT(strncmp(runq_job_unique_key(snap), "once:digest:", 12) == 0);
+    ASSERT_EQ(strlen(runq_job_unique_key(snap)), strlen("once:digest:") + 16 + 1 +
+              (size_t)snprintf(NULL, 0, "%lld", (long long)(t_now_ms() / o.once_in_ms)));
+    runq_job_free(snap);
+    o.unique_key = "x";
+    ASSERT_EQ(runq_enqueue(c, d, "digest", args, len, &o), RUNQ_EINVAL);
+    runq_client_close(c);
+}
+
 TEST(max_len_refuses_with_clear_error) {
     runq_client *c = t_client();
     runq_queue_options qo = RUNQ_QUEUE_OPTIONS_INIT;
