@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -112,7 +113,11 @@ static inline void t_server_start(t_server *s, const char *const *extra) {
         char log[320];
         snprintf(log, sizeof log, "%s/redis.log", s->dir);
         FILE *f = freopen(log, "a", stdout);
+        f = freopen(log, "a", stderr);
         (void)f;
+        /* Die with the test, so that a failed test leaves no server behind
+         * holding ctest's output pipe. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execvp("redis-server", (char *const *)argv);
         _exit(127);
     }

@@ -56,7 +56,11 @@ static int call_rc(const rq_call *call, const char *what) {
 /* A lost or timed-out round trip: name the operation in the detail. */
 static int io_rc(int rc, const char *what) {
     if (rc == 0 || rc == RQ_INTERRUPTED) return rc;
-    return rq_error(rc, "redis %s: %s", what, runq_error_last());
+    /* Copy first: the detail lives in the buffer rq_error rewrites. */
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", runq_error_last());
+    if (strncmp(detail, "redis ", 6) == 0) return rc; /* already says which op */
+    return rq_error(rc, "redis %s: %s", what, detail);
 }
 
 static int run1(rq_redis *rb, rq_call *call, const char *what) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -197,7 +198,15 @@ static int64_t mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* RUNQ_REDIS_TRACE=1 prints connection state changes to stderr. */
+static bool trace_on(void) {
+    static int on = -1;
+    if (on < 0) on = getenv("RUNQ_REDIS_TRACE") != NULL;
+    return on;
+}
+
 static void set_last_err(rq_conn *c, const char *what, const char *detail) {
+    if (trace_on()) fprintf(stderr, "runq redis: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
     pthread_mutex_lock(&c->mu);
     snprintf(c->last_err, sizeof c->last_err, "%s%s%s", what, detail ? ": " : "",
              detail ? detail : "");
@@ -309,6 +318,46 @@ static void schedule_retry(rq_conn *c) {
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
+/* Event hooks replacing the adapter's own. hiredis 0.14's libuv adapter
+ * returns early when libuv reports a poll error, and libuv has then stopped
+ * the handle: a connection reset by a dying server (or a refused connect)
+ * went unnoticed forever. Here an error is handed to hiredis as the events
+ * it waits for; its read or write then fails and it disconnects, as the
+ * hiredis 1.x adapter does. The adapter's struct, attach and cleanup are
+ * kept (its field names are the same in 0.14 and 1.x). */
+static void ev_poll(uv_poll_t *handle, int status, int events) {
+    redisLibuvEvents *p = handle->data;
+    int ev = status ? p->events : events;
+    if (p->context && (ev & UV_READABLE)) redisAsyncHandleRead(p->context);
+    if (p->context && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->context);
+}
+
+static void ev_update(redisLibuvEvents *p) {
+    if (p->events) uv_poll_start(&p->handle, p->events, ev_poll);
+    else uv_poll_stop(&p->handle);
+}
+
+static void ev_add_read(void *data) {
+    redisLibuvEvents *p = data;
+    p->events |= UV_READABLE;
+    ev_update(p);
+}
+static void ev_del_read(void *data) {
+    redisLibuvEvents *p = data;
+    p->events &= ~UV_READABLE;
+    ev_update(p);
+}
+static void ev_add_write(void *data) {
+    redisLibuvEvents *p = data;
+    p->events |= UV_WRITABLE;
+    ev_update(p);
+}
+static void ev_del_write(void *data) {
+    redisLibuvEvents *p = data;
+    p->events &= ~UV_WRITABLE;
+    ev_update(p);
+}
+
 static redisAsyncContext *start_connect(rq_conn *c) {
     redisAsyncContext *ac = c->path ? redisAsyncConnectUnix(c->path)
                                     : redisAsyncConnect(c->host, c->port);
@@ -326,6 +375,10 @@ static redisAsyncContext *start_connect(rq_conn *c) {
         redisAsyncFree(ac);
         return NULL;
     }
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
     return ac;
 }
 
@@ -367,6 +420,7 @@ static void main_on_connect(const redisAsyncContext *cac, int status) {
     }
     c->state = CS_READY;
     c->backoff_ms = BACKOFF_MIN_MS;
+    if (trace_on()) fprintf(stderr, "runq redis: connected\n");
     send_handshake(c, c->ac);
     main_flush(c);
 }
@@ -393,6 +447,7 @@ static void main_connect(rq_conn *c) {
     ac->data = c;
     c->ac = ac;
     c->state = CS_CONNECTING;
+    if (trace_on()) fprintf(stderr, "runq redis: connecting (fd %d)\n", ac->c.fd);
     c->connect_deadline = mono_ms() + c->connect_timeout_ms;
     redisAsyncSetConnectCallback(ac, main_on_connect);
     redisAsyncSetDisconnectCallback(ac, main_on_disconnect);
