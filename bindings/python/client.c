@@ -90,8 +90,11 @@ static void store_callback_error(rqpy_handler *h, runq_job *job)
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    if (value == NULL)
+    if (value == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
         return;
+    }
     if (tb != NULL)
         PyException_SetTraceback(value, tb);
     PyObject *text = PyObject_Repr(value);

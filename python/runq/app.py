@@ -44,6 +44,9 @@ class _LoopThread:
             if raw.cancelled:
                 fut.cancel()
 
+    def is_current(self) -> bool:
+        return threading.current_thread() is self._thread
+
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
@@ -79,6 +82,7 @@ class App:
         self._client: _runq.Client | None = None
         self._lock = threading.Lock()
         self._loops: list[_LoopThread] = []
+        self._running_workers: set[Worker] = set()
 
     # ---- connection ---------------------------------------------------
     @property

@@ -76,6 +76,9 @@ class Worker:
                 self._loop = None
                 raise
             self._raw = raw
+            # A started worker stays alive while it runs even if the caller
+            # drops it (freeing it would stop it).
+            self.app._running_workers.add(self)
         log.info("runq worker started: backend=%s queues=%s concurrency=%d",
                  self.app.backend, ",".join(self.queues), self.concurrency)
         return self
@@ -87,14 +90,26 @@ class Worker:
         asks for the stop; run() does it.
         """
         self._stop_requested.set()
-        if in_handler() or self._running_run:
+        if self._running_run:
+            return True
+        if in_handler() or self._on_loop_thread():
+            # Stopping here would wait for this very handler: only ask the
+            # engine to stop fetching; whoever owns the worker frees it.
+            raw = self._raw
+            if raw is not None and in_handler():
+                raw.stop(self.grace_ms)
             return True
         return self._shutdown(grace)
+
+    def _on_loop_thread(self) -> bool:
+        loop = self._loop
+        return loop is not None and loop.is_current()
 
     def _shutdown(self, grace: Seconds | None = None) -> bool:
         with self._lock:
             raw, self._raw = self._raw, None
             loop, self._loop = self._loop, None
+        self.app._running_workers.discard(self)
         if raw is None:
             return True
         grace_ms = self.grace_ms if grace is None else (_ms(grace, "grace") or 0)

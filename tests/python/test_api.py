@@ -404,14 +404,20 @@ def test_stop_from_inside_handler(h: Harness) -> None:
         holder["w"].stop()
         return "asked"
 
-    w = h.app.worker([h.queue()])
-    holder["w"] = w
-    t = threading.Thread(target=w.run)
-    t.start()
-    ref = stopper.enqueue()
-    t.join(WAIT)
-    assert not t.is_alive()
-    assert ref.wait(WAIT) == "asked"
+    @h.task("astopper")
+    async def astopper() -> str:
+        holder["w"].stop()  # from the worker's asyncio loop thread
+        return "asked async"
+
+    for task, expect in ((stopper, "asked"), (astopper, "asked async")):
+        w = h.app.worker([h.queue()])
+        holder["w"] = w
+        t = threading.Thread(target=w.run)
+        t.start()
+        ref = task.enqueue()
+        t.join(WAIT)
+        assert not t.is_alive()
+        assert ref.wait(WAIT) == expect
 
 
 def test_env_url_and_default(monkeypatch: pytest.MonkeyPatch) -> None:

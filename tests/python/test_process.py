@@ -114,7 +114,7 @@ def test_quickstart_type_checks() -> None:
     pytest.importorskip("mypy")
     out = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
-         str(ROOT / "examples" / "quickstart.py")],
+         str(ROOT / "examples" / "quickstart.py"), str(ROOT / "python" / "runq")],
         capture_output=True, text=True, timeout=300, cwd=ROOT / "tests",
     )
     assert out.returncode == 0, out.stdout + out.stderr
