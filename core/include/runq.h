@@ -401,6 +401,29 @@ RUNQ_EXTERN int runq_worker_stop(runq_worker *worker, int64_t grace_ms);
 RUNQ_EXTERN int runq_worker_next(runq_worker *worker, runq_job **out,
                                  int timeout_ms);
 
+/* Periodic jobs: the worker enqueues `task` at each fire time. Every worker
+ * that carries the same schedule tries; a unique key per fire time lets one
+ * of them win, so the job runs once per period however many workers run. */
+typedef struct runq_periodic_options {
+    unsigned int version;
+    const char *task;      /* required */
+    const void *args;      /* msgpack (copied); NULL: [[], {}] */
+    size_t args_len;
+    int64_t every_ms;      /* fixed interval, fire times aligned to multiples of it; or */
+    const char *cron;      /* "min hour day-of-month month day-of-week", UTC, with
+                              *, a-b, a-b/n, lists, and steps over the whole
+                              range; exactly one of every_ms and cron */
+    const char *queue;     /* NULL: the task's queue, else "default" */
+} runq_periodic_options;
+
+#define RUNQ_PERIODIC_OPTIONS_VERSION 1
+#define RUNQ_PERIODIC_OPTIONS_INIT { RUNQ_PERIODIC_OPTIONS_VERSION, NULL, NULL, 0, 0, NULL, NULL }
+
+/* Add a schedule to the worker before it starts (push) or before its first
+ * runq_worker_next (pull). The options are copied. RUNQ_EINVAL for a bad
+ * cron expression, with the detail in runq_error_last(). */
+RUNQ_EXTERN int runq_worker_schedule(runq_worker *worker, const runq_periodic_options *options);
+
 typedef struct runq_worker_stats {
     int64_t processed; /* acked */
     int64_t failed;    /* failures, retried or dead */

@@ -9,6 +9,7 @@
  * A pull-mode worker has only the keeper; runq_worker_next() fetches on the
  * caller's thread. All worker state is guarded by `lock`. */
 #include "client.h"
+#include "periodic.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct runq_worker {
     int nrunning;
     runq_worker_stats stats;
 
+    rq_scheduler *scheduler; /* periodic jobs (runq_worker_schedule) */
     uv_thread_t fetcher, keeper, *handlers;
     bool have_fetcher, have_keeper;
     int nhandlers;
@@ -76,6 +78,7 @@ static void worker_free_config(runq_worker *w) {
     rq_free(w->queues);
     rq_free(w->weights);
     rq_free(w->handlers);
+    rq_scheduler_free(w->scheduler);
 }
 
 int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_options *options) {
@@ -114,9 +117,10 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
     w->mode = o.mode;
     w->lease_ms = o.lease_ms;
     w->auto_extend = o.auto_extend != 0;
+    w->scheduler = rq_scheduler_new(c);
     w->queues = rq_calloc(o.nqueues, sizeof *w->queues);
     w->weights = o.weights ? rq_calloc(o.nqueues, sizeof *w->weights) : NULL;
-    bool ok = w->queues && (!o.weights || w->weights);
+    bool ok = w->scheduler && w->queues && (!o.weights || w->weights);
     for (size_t i = 0; ok && i < o.nqueues; i++, w->nqueues++) {
         ok = (w->queues[i] = rq_strdup(o.queues[i])) != NULL;
         if (o.weights) w->weights[i] = o.weights[i];
@@ -377,6 +381,7 @@ int runq_worker_start(runq_worker *w) {
     if (!w->handlers) return rq_error(RUNQ_ENOMEM, "out of memory");
     w->started = true;
     int rc = start_keeper(w);
+    if (!rc) rc = rq_scheduler_start(w->scheduler);
     for (int i = 0; !rc && i < w->concurrency; i++, w->nhandlers++)
         if (uv_thread_create(&w->handlers[i], handler_main, w) != 0)
             rc = rq_error(RUNQ_ENOMEM, "cannot start handler thread %d", i);
@@ -404,6 +409,7 @@ int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
     else if (!w->started) {
         w->started = true;
         rc = start_keeper(w);
+        if (!rc) rc = rq_scheduler_start(w->scheduler);
     }
     runq_job *job = rc ? NULL : list_pop(&w->ready);
     int room = w->concurrency - w->held.count - w->ready.count;
@@ -459,6 +465,7 @@ int runq_worker_stop(runq_worker *w, int64_t grace_ms) {
     uv_mutex_unlock(&w->lock);
     w->backend->ops->interrupt(w->backend);
     if (current_worker == w) return 0; /* inside a handler: never wait for ourselves */
+    rq_scheduler_stop(w->scheduler);
 
     if (w->have_fetcher) {
         uv_thread_join(&w->fetcher);
@@ -484,6 +491,14 @@ int runq_worker_stop(runq_worker *w, int64_t grace_ms) {
     }
     uv_mutex_unlock(&w->lock);
     return rc;
+}
+
+int runq_worker_schedule(runq_worker *w, const runq_periodic_options *options) {
+    rq_error_clear();
+    if (!w) return rq_error(RUNQ_EINVAL, "worker is NULL");
+    if (w->started || w->stopping)
+        return rq_error(RUNQ_ESTATE, "add schedules before the worker starts");
+    return rq_scheduler_add(w->scheduler, options);
 }
 
 void runq_worker_stats_get(runq_worker_stats *out, const runq_worker *w) {

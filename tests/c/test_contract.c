@@ -744,6 +744,54 @@ TEST(pulled_job_acked_after_its_timeout_fails) {
     runq_client_close(c);
 }
 
+/* ---- periodic jobs ---- */
+
+static atomic_int periodic_runs;
+static char periodic_keys[256][64];
+static int periodic_handler(runq_job *job, void *ud) {
+    (void)ud;
+    int i = atomic_fetch_add(&periodic_runs, 1);
+    if (i < 256) snprintf(periodic_keys[i], sizeof periodic_keys[i], "%s", runq_job_unique_key(job));
+    return 0;
+}
+
+TEST(periodic_job_runs_once_per_period_across_workers) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = periodic_handler;
+    ASSERT_OK(runq_task_register(NULL, c, "tick", &to));
+    runq_periodic_options po = RUNQ_PERIODIC_OPTIONS_INIT;
+    po.task = "tick";
+    po.every_ms = 100;
+    runq_worker *w[3];
+    for (int i = 0; i < 3; i++) { /* three workers carry the same schedule */
+        ASSERT_OK(runq_worker_create(&w[i], c, NULL));
+        ASSERT_OK(runq_worker_schedule(w[i], &po));
+        ASSERT_OK(runq_worker_start(w[i]));
+    }
+    WAIT_UNTIL(atomic_load(&periodic_runs) >= 4);
+    for (int i = 0; i < 3; i++) runq_worker_stop(w[i], 5000);
+    int n = atomic_load(&periodic_runs);
+    for (int i = 0; i < n && i < 256; i++) {
+        ASSERT(strncmp(periodic_keys[i], "periodic:tick:", 14) == 0);
+        long long at = atoll(periodic_keys[i] + 14);
+        ASSERT_EQ(at % 100, 0); /* fire times are aligned */
+        for (int k = 0; k < i; k++) ASSERT(strcmp(periodic_keys[i], periodic_keys[k]) != 0);
+    }
+    for (int i = 0; i < 3; i++) runq_worker_free(w[i]);
+    runq_periodic_options bad = RUNQ_PERIODIC_OPTIONS_INIT;
+    bad.task = "tick";
+    bad.cron = "61 * * * *";
+    runq_worker *x = NULL;
+    ASSERT_OK(runq_worker_create(&x, c, NULL));
+    ASSERT_EQ(runq_worker_schedule(x, &bad), RUNQ_EINVAL);
+    bad.every_ms = 10; /* both given */
+    bad.cron = "* * * * *";
+    ASSERT_EQ(runq_worker_schedule(x, &bad), RUNQ_EINVAL);
+    runq_worker_free(x);
+    runq_client_close(c);
+}
+
 /* ---- bad input ---- */
 
 TEST(bad_input_gets_clear_errors) {

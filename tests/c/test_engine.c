@@ -2,6 +2,8 @@
  * names, errors, allocator hooks. */
 #include "support.h"
 
+#include <time.h>
+
 #include "backend.h"
 #include "client.h"
 
@@ -142,6 +144,45 @@ TEST(named_memory_store_is_shared) {
     runq_job_free(snap);
     runq_client_close(b);
     runq_client_close(other);
+}
+
+#include "periodic.h"
+
+static int64_t utc_ms(int y, int mo, int d, int h, int mi) {
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+TEST(cron_next_fire_times) {
+    rq_cron c;
+    ASSERT_OK(rq_cron_parse(&c, "*/15 * * * *"));
+    ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 11, 22, 10, 7)), utc_ms(2026, 11, 22, 10, 15));
+    ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 11, 22, 10, 15)), utc_ms(2026, 11, 22, 10, 30));
+    ASSERT_OK(rq_cron_parse(&c, "30 2 * * 1-5")); /* 02:30 on weekdays */
+    /* 2026-11-21 is a Saturday: the next weekday is Monday the 23rd. */
+    ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 11, 21, 12, 0)), utc_ms(2026, 11, 23, 2, 30));
+    ASSERT_OK(rq_cron_parse(&c, "0 0 29 2 *")); /* leap days only */
+    ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 11, 22, 0, 0)), utc_ms(2028, 2, 29, 0, 0));
+    ASSERT_OK(rq_cron_parse(&c, "0 12 1 * 0")); /* the 1st, or any Sunday (classic OR) */
+    ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 11, 23, 0, 0)), utc_ms(2026, 11, 29, 12, 0));
+    ASSERT_OK(rq_cron_parse(&c, "0 0 * * 7")); /* 7 is Sunday too */
+    ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 11, 23, 0, 0)), utc_ms(2026, 11, 29, 0, 0));
+    ASSERT_OK(rq_cron_parse(&c, "5,10-12/2 * * * *"));
+    ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 1, 1, 0, 5)), utc_ms(2026, 1, 1, 0, 10));
+    ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 1, 1, 0, 10)), utc_ms(2026, 1, 1, 0, 12));
+    const char *bad[] = {"", "* * * *", "* * * * * *", "60 * * * *", "* 24 * * *", "* * 0 * *",
+                         "* * * 13 *", "* * * * 8", "*/0 * * * *", "a * * * *", "5-1 * * * *"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ASSERT_EQ(rq_cron_parse(&c, bad[i]), RUNQ_EINVAL);
+        ASSERT(strstr(runq_error_last(), "cron") != NULL);
+    }
+    ASSERT_OK(rq_cron_parse(&c, "0 0 31 2 *")); /* never fires */
+    ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 1, 1, 0, 0)), -1);
 }
 
 TEST_MAIN()
