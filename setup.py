@@ -104,6 +104,8 @@ class BuildWithEngine(build_ext):
 setup(
     # One version for engine and package: the header's.
     version=header_version(),
+    # Not ./build: that is the CMake build directory of ./dev.
+    options={"build": {"build_base": "build-python"}},
     ext_modules=[
         Extension(
             "runq._runq",

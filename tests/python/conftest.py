@@ -89,10 +89,3 @@ def h(backend_url: str) -> Iterator[Harness]:
     harness = Harness(backend_url)
     yield harness
     harness.close()
-
-
-@pytest.fixture
-def hmem() -> Iterator[Harness]:
-    harness = Harness("memory://")
-    yield harness
-    harness.close()

@@ -12,22 +12,22 @@ from conftest import Harness
 N = 10_000
 
 
-def test_no_leaks_over_ten_thousand_jobs(hmem: Harness) -> None:
+def test_no_leaks_over_ten_thousand_jobs(h: Harness) -> None:
     arg = "payload-" + "x" * 64  # a fresh object: its refcount is ours to watch
     result_obj = {"ok": True}
 
-    @hmem.task("leak")
+    @h.task("leak")
     def leak(s: str, i: int, blob: bytes) -> dict[str, bool]:
         return result_obj
 
     def run(n: int) -> None:
         for start in range(0, n, 500):
-            refs = hmem.app.enqueue_many([leak.prepare(arg, i, b"b" * 32)
+            refs = h.app.enqueue_many([leak.prepare(arg, i, b"b" * 32)
                                           for i in range(start, start + 500)])
             for r in refs:
                 assert r.wait(30) == {"ok": True}
 
-    hmem.worker(concurrency=4)
+    h.worker(concurrency=4)
     run(500)  # warm up caches, free lists, the engine's pools
     gc.collect()
     arg_refs = sys.getrefcount(arg)
@@ -44,6 +44,7 @@ def test_no_leaks_over_ten_thousand_jobs(hmem: Harness) -> None:
     now = (sys.getrefcount(arg), sys.getrefcount(result_obj), sys.getrefcount(leak.fn))
     assert now == (arg_refs, res_refs, fn_refs)
     growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    print(f"python heap growth over {N} jobs: {growth} bytes")
     # Python-side growth independent of N would be a few KiB; a leak of even
     # one small object per job would be hundreds of KiB here.
     assert growth < 256 * 1024, [str(s) for s in after.compare_to(before, "lineno")[:10]]

@@ -46,10 +46,23 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def test_cli_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "runq", "worker", "--help"],
-                         capture_output=True, text=True, timeout=WAIT)
+@pytest.mark.parametrize("how", ["module", "console-script"])
+def test_cli_help(how: str) -> None:
+    if how == "module":
+        argv = [sys.executable, "-m", "runq"]
+    else:
+        script = Path(sys.executable).parent / "runq"
+        assert script.exists(), "the runq console script is not installed"
+        argv = [str(script)]
+    out = subprocess.run(argv + ["worker", "--help"], capture_output=True, text=True, timeout=WAIT)
     assert out.returncode == 0 and "--concurrency" in out.stdout and "--queues" in out.stdout
+
+
+def test_cli_rejects_a_non_app(tmp_path: Path) -> None:
+    (tmp_path / "notapp.py").write_text("app = 42\n")
+    out = subprocess.run([sys.executable, "-m", "runq", "worker", "notapp:app"],
+                         capture_output=True, text=True, timeout=WAIT, cwd=tmp_path)
+    assert out.returncode != 0 and "not a runq.App" in out.stderr
 
 
 @pytest.mark.parametrize("grace", ["30", "0.2"])
