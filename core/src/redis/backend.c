@@ -426,7 +426,9 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
          * scheduled job coming due, a lease expiring (server clock). */
         if (next_due > 0 && next_due - server_now < left) left = next_due - server_now;
         if (left > BLOCK_SLICE_MS) left = BLOCK_SLICE_MS;
-        if (left <= 0) continue;
+        /* Something is due already (a backlog past the script's batch
+         * bound): block only a moment, to avoid a busy loop. */
+        if (left < 1) left = 1;
         rc = block_on_markers(rb, req, left, gen);
         if (rc == RQ_INTERRUPTED) {
             rc = rq_error(RUNQ_ETIMEOUT, "no job became due in time (interrupted)");

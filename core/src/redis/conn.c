@@ -198,12 +198,12 @@ static int64_t mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* RUNQ_REDIS_TRACE=1 prints connection state changes to stderr. */
-static bool trace_on(void) {
-    static int on = -1;
-    if (on < 0) on = getenv("RUNQ_REDIS_TRACE") != NULL;
-    return on;
-}
+/* RUNQ_REDIS_TRACE=1 prints connection state changes to stderr. Read once,
+ * before any I/O thread starts reading it. */
+static bool trace_flag;
+static uv_once_t trace_once = UV_ONCE_INIT;
+static void trace_init(void) { trace_flag = getenv("RUNQ_REDIS_TRACE") != NULL; }
+static bool trace_on(void) { return trace_flag; }
 
 static void set_last_err(rq_conn *c, const char *what, const char *detail) {
     if (trace_on()) fprintf(stderr, "runq redis: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
@@ -704,6 +704,7 @@ static void conn_free(rq_conn *c) {
 }
 
 int rq_conn_open(rq_conn **out, const rq_conn_config *cfg) {
+    uv_once(&trace_once, trace_init);
     rq_conn *c = rq_calloc(1, sizeof *c);
     if (!c) return rq_error(RUNQ_ENOMEM, "out of memory opening redis");
     c->host = rq_strdup(cfg->host);

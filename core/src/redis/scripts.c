@@ -14,8 +14,8 @@ static char (*script_sha)[41];
 static uv_once_t sha_once = UV_ONCE_INIT;
 
 static void sha_init(void) {
-    /* Process lifetime table; plain malloc keeps it out of the user's
-     * allocator hooks, which may be swapped later. */
+    /* A static table: it lives as long as the process and is never freed,
+     * so it stays out of the user's allocator hooks. */
     static char table[64][41];
     script_sha = table;
     for (size_t i = 0; i < rq_script_count && i < 64; i++)
