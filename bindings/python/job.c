@@ -6,8 +6,6 @@
  * that kept a reference gets InvalidState instead of a dangling pointer. */
 #include "module.h"
 
-#include <structmember.h>
-
 typedef struct rqpy_job {
     PyObject_HEAD
     runq_job *job;

@@ -189,6 +189,33 @@ static PyObject *worker_start(PyObject *op, PyObject *unused)
 
 /* stop(grace_ms=None) -> True when every handler finished in time. Then
  * raises what a callback stored, if anything. */
+/* schedule(task, payload=None, *, every_ms=0, cron=None, queue=None):
+ * a periodic job, added before start. */
+static PyObject *worker_schedule(PyObject *op, PyObject *args, PyObject *kw)
+{
+    rqpy_worker *self = (rqpy_worker *)op;
+    static char *kwlist[] = {"task", "payload", "every_ms", "cron", "queue", NULL};
+    runq_periodic_options o = RUNQ_PERIODIC_OPTIONS_INIT;
+    Py_buffer payload = {.buf = NULL};
+    long long every = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|z*$Lzz:schedule", kwlist, &o.task,
+                                     &payload, &every, &o.cron, &o.queue))
+        return NULL;
+    o.args = payload.buf;
+    o.args_len = payload.buf ? (size_t)payload.len : 0;
+    o.every_ms = every;
+    runq_worker *w = worker_get(self);
+    int rc = w ? runq_worker_schedule(w, &o) : 0;
+    const char *detail = rc ? runq_error_last() : "";
+    if (payload.buf)
+        PyBuffer_Release(&payload);
+    if (w == NULL)
+        return NULL;
+    if (rc != 0)
+        return rqpy_raise_msg(worker_state(self), rc, detail, NULL);
+    Py_RETURN_NONE;
+}
+
 static PyObject *worker_stop(PyObject *op, PyObject *args)
 {
     rqpy_worker *self = (rqpy_worker *)op;
@@ -268,6 +295,8 @@ static void worker_dealloc(PyObject *op)
 
 static PyMethodDef worker_methods[] = {
     {"start", worker_start, METH_NOARGS, "Start fetching and running handlers."},
+    {"schedule", (PyCFunction)(void (*)(void))worker_schedule, METH_VARARGS | METH_KEYWORDS,
+     "schedule(task, payload=None, *, every_ms=0, cron=None, queue=None): add a periodic job."},
     {"stop", worker_stop, METH_VARARGS,
      "stop(grace_ms=None) -> bool: stop fetching, let handlers finish for grace_ms."},
     {"close", worker_close, METH_NOARGS, "Stop, wait for the handler threads, free."},

@@ -8,6 +8,7 @@ import threading
 from typing import Any, Awaitable, Callable, Sequence, TypeVar, overload
 
 from . import _runq
+from .codec import encode_args
 from .errors import DuplicateJob
 from .job import JobRef
 from .task import Message, Seconds, Task, _ms, make_messages
@@ -83,6 +84,7 @@ class App:
         self._lock = threading.Lock()
         self._loops: list[_LoopThread] = []
         self._running_workers: set[Worker] = set()
+        self._schedules: list[dict[str, Any]] = []
 
     # ---- connection ---------------------------------------------------
     @property
@@ -207,6 +209,35 @@ class App:
             first.results = results  # type: ignore[attr-defined]
             raise first
         return results
+
+    def schedule(
+        self,
+        task: Task | str,
+        *,
+        every: Seconds | None = None,
+        cron: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+    ) -> None:
+        """Enqueue `task` periodically: every `every` seconds (fire times
+        aligned to multiples of it) or on a 5-field UTC `cron` expression.
+
+        Workers of this app started afterwards carry the schedule; however
+        many run, each fire time enqueues one job.
+        """
+        if (every is None) == (cron is None):
+            raise ValueError("give exactly one of every= and cron=")
+        name = task.name if isinstance(task, Task) else task
+        every_ms = _ms(every, "every") if every is not None else 0
+        if every is not None and not every_ms:
+            raise ValueError("every must be > 0")
+        payload = encode_args(name, args, kwargs or {})
+        if queue is None and isinstance(task, Task):
+            queue = task.queue
+        with self._lock:
+            self._schedules.append(dict(task=name, payload=payload, every_ms=every_ms,
+                                        cron=cron, queue=queue))
 
     def job(self, job_id: str) -> JobRef:
         return JobRef(self, job_id)

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import inspect
 import logging
 import threading
-import time
 import traceback
 import typing
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -150,17 +148,15 @@ class _Bound:
     def enqueue_once_in(self, period: Seconds, *args: Any, **kwargs: Any) -> JobRef:
         """Enqueue at most once per `period` for these args.
 
-        The unique key is a hash of task, args and the period's bucket
-        (wall-clock time // period), held for `period`.
+        The engine derives the unique key from task, args and the period's
+        bucket (docs/protocol.md), the same way for every language, and
+        holds it for the period. DuplicateJob when it is held.
         """
         period_ms = _ms(period, "period")
         if not period_ms:
             raise ValueError("period must be > 0")
         msg = self.prepare(*args, **kwargs)
-        bucket = int(time.time() * 1000) // period_ms
-        h = hashlib.sha256(msg.task.encode() + b"\0" + msg.payload).hexdigest()[:40]
-        msg.options["unique_key"] = f"once:{h}:{period_ms}:{bucket}"
-        msg.options["unique_ttl_ms"] = period_ms
+        msg.options["once_in_ms"] = period_ms
         return self._task._send(msg)
 
 

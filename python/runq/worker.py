@@ -69,6 +69,9 @@ class Worker:
                                grace_ms=self.grace_ms)
             self._loop = self.app._push_loop()
             try:
+                for sched in self.app._schedules:
+                    raw.schedule(sched["task"], sched["payload"], every_ms=sched["every_ms"],
+                                 cron=sched["cron"], queue=sched["queue"])
                 raw.start()
             except BaseException:
                 raw.close()

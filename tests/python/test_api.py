@@ -214,7 +214,9 @@ def test_enqueue_once_in(h: Harness) -> None:
     assert ei.value.job_id == a.id
     b = report.enqueue_once_in(3600, "tue")
     assert b.id != a.id
-    assert a.info().unique_key and a.info().unique_key != b.info().unique_key
+    key_a, key_b = a.info().unique_key, b.info().unique_key
+    # The engine's derivation (docs/protocol.md), shared with C and Lua.
+    assert key_a and key_a.startswith(f"once:{report.name}:") and key_a != key_b
     with pytest.raises(ValueError):
         report.enqueue_once_in(0, "x")
 
@@ -462,3 +464,45 @@ def test_closed_client(h: Harness) -> None:
     with pytest.raises(runq.Closed):
         raw.enqueue("x", runq._runq.packb([[], {}]))
     raw.close()  # idempotent
+
+
+def test_once_key_matches_the_protocol(h: Harness) -> None:
+    import time
+
+    from runq.codec import encode_args
+
+    t = h.app.remote(h.name("once"), queue=h.queue())
+    payload = encode_args(t.name, (1, "x"), {})
+    digest = 14695981039346656037
+    for byte in payload:
+        digest = ((digest ^ byte) * 1099511628211) % 2**64
+    before = int(time.time() * 1000) // 60000
+    key = t.enqueue_once_in(60, 1, "x").info().unique_key
+    after = int(time.time() * 1000) // 60000
+    assert key in {f"once:{t.name}:{digest:016x}:{b}" for b in (before, after)}
+
+
+def test_periodic_schedule(h: Harness) -> None:
+    ticks = threading.Event()
+    seen: list[list[object]] = []
+
+    @h.task("tick")
+    def tick(n: int, tag: str = "") -> None:
+        seen.append([n, tag])
+        ticks.set()
+
+    h.app.schedule(tick, every=0.05, args=(1,), kwargs={"tag": "t"})
+    with pytest.raises(ValueError):
+        h.app.schedule(tick)
+    with pytest.raises(ValueError):
+        h.app.schedule(tick, every=1, cron="* * * * *")
+    h.worker()
+    assert ticks.wait(WAIT)
+    assert seen[0] == [1, "t"]
+
+
+def test_bad_cron_is_invalid_argument(h: Harness) -> None:
+    h.app.schedule("whatever", cron="not a cron")
+    with pytest.raises(runq.InvalidArgument):
+        h.worker()
+    h.app._schedules.clear()
