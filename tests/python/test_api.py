@@ -506,3 +506,22 @@ def test_bad_cron_is_invalid_argument(h: Harness) -> None:
     with pytest.raises(runq.InvalidArgument):
         h.worker()
     h.app._schedules.clear()
+
+
+def test_task_timeout_cancels_and_fails(h: Harness) -> None:
+    saw_cancel = threading.Event()
+
+    @h.task("slowpoke", retries=0, timeout=0.05)
+    def slowpoke(job: runq.Job) -> str:
+        while not job.cancelled:  # turns True at the task's timeout
+            threading.Event().wait(0.01)
+        saw_cancel.set()
+        return "too late"
+
+    h.worker()
+    ref = slowpoke.enqueue()
+    with pytest.raises(runq.JobFailed) as ei:
+        ref.wait(WAIT)
+    assert saw_cancel.is_set()
+    assert "timed out" in (ei.value.error or "")
+    assert ref.info().timeout == 50
