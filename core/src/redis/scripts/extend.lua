@@ -8,5 +8,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expiry = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'lease', expiry)
+-- Plain ZADD (not XX): a missing lease entry of a job still held is
+-- re-created, so the lease index heals itself while the holder lives.
 redis.call('ZADD', KEYS[2], expiry, ARGV[1])
 return {0, expiry}

@@ -63,6 +63,10 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0
   local bad = h and check(h) or (not h and ('the job record ' .. why))
   if bad then
     bury(id, key, 'corrupt job: ' .. bad, h ~= nil)
+  elseif h.state ~= '3' then
+    -- A lease entry whose job is no longer active (settled): drop the
+    -- entry, never re-run the job.
+    redis.call('ZREM', KEYS[3], id)
   elseif tonumber(h.attempt) > tonumber(h.maxr) then
     bury(id, key, 'lease expired', true)
   else
