@@ -471,42 +471,42 @@ done:
 
 /* ---- inspection ------------------------------------------------------- */
 
-static PyObject *client_get_job(PyObject *op, PyObject *args)
+/* get and wait differ only in the engine call: timeout_ms < -1 means get. */
+static PyObject *job_snapshot(rqpy_client *self, const char *id, int timeout_ms)
 {
-    rqpy_client *self = (rqpy_client *)op;
-    const char *id;
-    if (!PyArg_ParseTuple(args, "s:get", &id))
-        return NULL;
     runq_client *c = client_get(self);
     if (c == NULL)
         return NULL;
     runq_job *job = NULL;
     int rc;
     const char *detail = "";
-    ENGINE_CALL(self, rc = runq_job_get(&job, c, id); if (rc != 0) detail = runq_error_last());
+    ENGINE_CALL(self, rc = timeout_ms < -1 ? runq_job_get(&job, c, id)
+                                          : runq_job_wait(&job, c, id, timeout_ms);
+                if (rc != 0) detail = runq_error_last());
     if (rc != 0)
         return rqpy_raise_msg(client_state(self), rc, detail, NULL);
     return rqpy_job_own(client_state(self)->job_type, job);
 }
 
+static PyObject *client_get_job(PyObject *op, PyObject *args)
+{
+    const char *id;
+    if (!PyArg_ParseTuple(args, "s:get", &id))
+        return NULL;
+    return job_snapshot((rqpy_client *)op, id, -2);
+}
+
 static PyObject *client_wait(PyObject *op, PyObject *args)
 {
-    rqpy_client *self = (rqpy_client *)op;
     const char *id;
     int timeout_ms = -1;
     if (!PyArg_ParseTuple(args, "s|i:wait", &id, &timeout_ms))
         return NULL;
-    runq_client *c = client_get(self);
-    if (c == NULL)
+    if (timeout_ms < -1) {
+        PyErr_SetString(PyExc_ValueError, "timeout_ms must be >= -1");
         return NULL;
-    runq_job *job = NULL;
-    int rc;
-    const char *detail = "";
-    ENGINE_CALL(self, rc = runq_job_wait(&job, c, id, timeout_ms);
-                if (rc != 0) detail = runq_error_last());
-    if (rc != 0)
-        return rqpy_raise_msg(client_state(self), rc, detail, NULL);
-    return rqpy_job_own(client_state(self)->job_type, job);
+    }
+    return job_snapshot((rqpy_client *)op, id, timeout_ms);
 }
 
 static PyObject *client_queue_configure(PyObject *op, PyObject *args, PyObject *kw)
