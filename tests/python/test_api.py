@@ -525,3 +525,16 @@ def test_task_timeout_cancels_and_fails(h: Harness) -> None:
     assert saw_cancel.is_set()
     assert "timed out" in (ei.value.error or "")
     assert ref.info().timeout == 50
+
+
+def test_weighted_and_multiple_queues(h: Harness) -> None:
+    @h.task("wq")
+    def wq(n: int) -> int:
+        return n
+
+    a, b = h.queue("a"), h.queue("b")
+    refs = [wq.options(queue=q).enqueue(i) for i, q in enumerate([a, b, a, b])]
+    with pytest.raises(ValueError):
+        h.app.worker([a, b], weights=[1]).start()
+    h.worker([a, b], weights=[3, 1])
+    assert [r.wait(WAIT) for r in refs] == [0, 1, 2, 3]
