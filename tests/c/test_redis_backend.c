@@ -269,4 +269,52 @@ TEST(unreachable_redis_fails_within_the_timeout) {
     runq_client_close(c);
 }
 
+typedef struct wait_arg {
+    runq_client *c;
+    const char *id;
+    int rc;
+    int64_t took_ms;
+    runq_job *job;
+} wait_arg;
+
+static void *wait_thread(void *p) {
+    wait_arg *a = p;
+    int64_t t0 = t_now_ms();
+    a->rc = runq_job_wait(&a->job, a->c, a->id, 20000);
+    a->took_ms = t_now_ms() - t0;
+    return NULL;
+}
+
+TEST(job_wait_blocks_on_a_finish_notice) {
+    runq_client *c = t_client();
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 1, NULL);
+    wait_arg a = {c, id, 0, 0, NULL}, b = {c, id, 0, 0, NULL};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, wait_thread, &a);
+    pthread_create(&tb, NULL, wait_thread, &b); /* two waiters: both wake */
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *j = NULL;
+    ASSERT_OK(runq_worker_next(w, &j, 5000));
+    t_sleep_ms(300);
+    ASSERT_OK(runq_job_ack(j, NULL, 0));
+    runq_job_free(j);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    ASSERT_OK(a.rc);
+    ASSERT_OK(b.rc);
+    ASSERT_EQ(runq_job_state_get(a.job), RUNQ_STATE_DONE);
+    ASSERT_EQ(runq_job_state_get(b.job), RUNQ_STATE_DONE);
+    ASSERT_LT(a.took_ms, 5000);
+    runq_job_free(a.job);
+    runq_job_free(b.job);
+    redisContext *r = t_redis_connect(t_redis_port());
+    long long ttl = t_cmd_int(r, "PTTL {runq:default}:done:%s", id);
+    ASSERT_GT(ttl, 0);
+    ASSERT_LE(ttl, 60000);
+    redisFree(r);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
 TEST_MAIN()

@@ -42,6 +42,11 @@ static void qkey(char out[KEY_MAX], const char *queue, const char *suffix) {
 static void jkey(char out[KEY_MAX], const char *queue, const char *id) {
     snprintf(out, KEY_MAX, "{runq:%s}:job:%s", queue, id);
 }
+/* Finish notice: a list pushed when the job becomes done or dead, so that
+ * runq_job_wait blocks instead of polling. Expires after a minute. */
+static void done_key(char out[KEY_MAX], const char *queue, const char *id) {
+    snprintf(out, KEY_MAX, "{runq:%s}:done:%s", queue, id);
+}
 static void lookup_key(char out[KEY_MAX], const char *id) {
     snprintf(out, KEY_MAX, "runq:id:%s", id);
 }
@@ -297,6 +302,8 @@ static void bury(rq_redis *rb, const char *queue, const rq_reply *id, const rq_r
     rq_call_key(&c, k);
     qkey(k, queue, "dead");
     rq_call_key(&c, k);
+    done_key(k, queue, id->str);
+    rq_call_key(&c, k);
     rq_call_str(&c, id->str);
     rq_call_str(&c, token->str);
     snprintf(reason, sizeof reason, "corrupt job: %s", why);
@@ -474,6 +481,8 @@ static int redis_ack(runq_backend *b, const runq_job *job, const void *result, s
     leased_keys(&c, job);
     lookup_key(k, job->id);
     rq_call_key(&c, k);
+    done_key(k, job->queue, job->id);
+    rq_call_key(&c, k);
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
     rq_call_bin(&c, result, result ? result_len : 0);
@@ -499,6 +508,8 @@ static int redis_fail(runq_backend *b, const runq_job *job, const char *error,
     qkey(k, job->queue, "dead");
     rq_call_key(&c, k);
     qkey(k, job->queue, "marker");
+    rq_call_key(&c, k);
+    done_key(k, job->queue, job->id);
     rq_call_key(&c, k);
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
@@ -678,12 +689,34 @@ static int redis_get(runq_backend *b, const char *id, runq_job **out) {
     return rc;
 }
 
-/* Waiting by id polls the record with a growing interval (10 ms .. 250 ms):
- * it is for callers of runq_job_wait, not for workers, whose fetch blocks on
- * the queue markers instead. */
+/* Block on the job's finish notice (BRPOPLPUSH onto itself: the notice
+ * stays, so every waiter sees it) between reads of the record. A slice
+ * bound re-reads the record now and then in case a notice was missed
+ * (for example across a Redis restart). */
+#define WAIT_SLICE_MS 5000
+
+static int wait_notice(rq_redis *rb, const char *key, int64_t wait_ms, bool *woke) {
+    rq_req *r = rq_req_new(1, RQ_REQ_BLOCKING | RQ_REQ_REISSUE);
+    if (!r) return rq_error(RUNQ_ENOMEM, "out of memory");
+    char secs[32];
+    if (wait_ms < 1) wait_ms = 1;
+    snprintf(secs, sizeof secs, "%.3f", (double)wait_ms / 1000.0);
+    const char *argv[4] = {"BRPOPLPUSH", key, key, secs};
+    int rc = rq_req_addv(r, 4, argv);
+    if (rc == 0) rc = rq_conn_exec(rb->conn, r, (int)wait_ms + rb->timeout_ms);
+    if (rc == 0) {
+        const rq_reply *rep = rq_req_reply(r, 0);
+        if (rq_reply_is_error(rep)) rc = rq_error(RUNQ_EIO, "redis BRPOPLPUSH failed: %s", rep->str);
+        else *woke = rep && rep->type == RQ_REPLY_STRING;
+    }
+    rq_req_release(rb->conn, r);
+    return rc;
+}
+
 static int redis_wait(runq_backend *b, const char *id, int timeout_ms, runq_job **out) {
+    rq_redis *rb = RB(b);
     int64_t until = timeout_ms < 0 ? INT64_MAX : rq_mono_ms() + timeout_ms;
-    int64_t pause = 10;
+    bool woke_before = false;
     for (;;) {
         runq_job *j = NULL;
         int rc = redis_get(b, id, &j);
@@ -692,12 +725,19 @@ static int redis_wait(runq_backend *b, const char *id, int timeout_ms, runq_job 
             *out = j;
             return 0;
         }
+        char k[KEY_MAX];
+        done_key(k, j->queue, id);
         rq_job_destroy(j);
         int64_t left = until - rq_mono_ms();
         if (left <= 0)
             return rq_error(RUNQ_ETIMEOUT, "job %s did not finish within %d ms", id, timeout_ms);
-        uv_sleep((unsigned)(pause < left ? pause : left));
-        if (pause < 250) pause = pause * 3 / 2 + 1;
+        bool woke = false;
+        rc = wait_notice(rb, k, left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS, &woke);
+        /* A lost connection is retried until the caller's limit; a notice
+         * that did not change the record twice in a row (a stale one) must
+         * not turn this into a busy loop. */
+        if (rc || (woke && woke_before)) uv_sleep(rc ? 100 : 20);
+        woke_before = woke;
     }
 }
 
@@ -775,6 +815,8 @@ static int redis_dead_retry(runq_backend *b, const char *id) {
     qkey(k, queue, "pending");
     rq_call_key(&c, k);
     qkey(k, queue, "marker");
+    rq_call_key(&c, k);
+    done_key(k, queue, id);
     rq_call_key(&c, k);
     rq_call_str(&c, id);
     rc = run1(rb, &c, "dead_retry");

@@ -1,5 +1,6 @@
 -- ack: settle a leased job as done, if the caller still holds its lease.
 -- KEYS[1] job hash  KEYS[2] active zset  KEYS[3] id lookup (runq:id:ID)
+-- KEYS[4] finish notice list {runq:Q}:done:ID (wakes runq_job_wait)
 -- ARGV[1] id  ARGV[2] lease token  ARGV[3] result (may be '')  ARGV[4] result ttl ms
 -- Returns 0 | -9 (stale: the lease was lost)
 local st = redis.pcall('HMGET', KEYS[1], 'state', 'token')
@@ -15,4 +16,6 @@ if ttl > 0 then
 else
   redis.call('DEL', KEYS[1], KEYS[3])
 end
+redis.call('RPUSH', KEYS[4], 'done')
+redis.call('PEXPIRE', KEYS[4], 60000)
 return 0

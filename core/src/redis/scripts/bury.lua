@@ -1,6 +1,6 @@
 -- bury: dead-letter a leased job the client could not decode (corrupt
 -- fields the fetch script cannot judge, such as malformed msgpack args).
--- KEYS[1] job  KEYS[2] active  KEYS[3] dead
+-- KEYS[1] job  KEYS[2] active  KEYS[3] dead  KEYS[4] finish notice list
 -- ARGV[1] id  ARGV[2] token  ARGV[3] reason
 -- Returns 0 | -9
 local st = redis.pcall('HMGET', KEYS[1], 'state', 'token')
@@ -10,4 +10,6 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 5, 'error', ARGV[3], 'token', '0', 'lease', 0, 'finished', now)
 redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('RPUSH', KEYS[4], 'dead')
+redis.call('PEXPIRE', KEYS[4], 60000)
 return 0

@@ -1,6 +1,7 @@
 -- fail: a failed attempt. Retry at now + delay while attempts are left
 -- (attempt <= max_retries), else move the job to the dead letters.
 -- KEYS[1] job  KEYS[2] active  KEYS[3] scheduled  KEYS[4] dead  KEYS[5] marker
+-- KEYS[6] finish notice list {runq:Q}:done:ID (wakes runq_job_wait)
 -- ARGV[1] id  ARGV[2] token  ARGV[3] error message  ARGV[4] retry delay ms
 -- Returns {0, dead (0/1)} | {-9}
 local st = redis.pcall('HMGET', KEYS[1], 'state', 'token', 'attempt', 'maxr')
@@ -20,4 +21,6 @@ if (tonumber(st[3]) or 0) <= (tonumber(st[4]) or 0) then
 end
 redis.call('HSET', KEYS[1], 'state', 5, 'error', ARGV[3], 'token', '0', 'lease', 0, 'finished', now)
 redis.call('ZADD', KEYS[4], now, id)
+redis.call('RPUSH', KEYS[6], 'dead')
+redis.call('PEXPIRE', KEYS[6], 60000)
 return {0, 1}

@@ -12,6 +12,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, lease, max, queue = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local BATCH = 1000 -- bound on work per call; the rest is seen on the next one
+-- Finish notices ({runq:Q}:done:ID) share the job keys' prefix and slot.
+local done_prefix = string.sub(prefix, 1, -5) .. 'done:'
 
 local function load(key)
   local r = redis.pcall('HGETALL', key)
@@ -45,6 +47,8 @@ local function bury(id, key, reason, readable)
   end
   redis.call('HSET', key, 'state', 5, 'error', reason, 'token', '0', 'lease', 0)
   redis.call('ZADD', KEYS[4], now, id)
+  redis.call('RPUSH', done_prefix .. id, 'dead')
+  redis.call('PEXPIRE', done_prefix .. id, 60000)
 end
 
 -- 1. Promote due scheduled jobs.
