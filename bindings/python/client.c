@@ -31,6 +31,30 @@ typedef struct rqpy_client {
     int nworkers;     /* live Worker objects on this client */
 } rqpy_client;
 
+#define RQPY_MAX_STORED_ERRORS 16
+
+/* The raised exception as one normalized object with its traceback
+ * (PyErr_GetRaisedException from 3.12 on). */
+static PyObject *rqpy_fetch_exception(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+static void rqpy_restore_exception(PyObject *exc)
+{
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+}
+
 #define ENGINE_CALL(self, stmt)   \
     do {                          \
         (self)->busy++;           \
@@ -67,15 +91,20 @@ void rqpy_client_worker_count(PyObject *client, int delta)
 int rqpy_client_reraise(PyObject *client)
 {
     rqpy_client *self = (rqpy_client *)client;
-    if (self->errors == NULL || PyList_GET_SIZE(self->errors) == 0)
+    Py_ssize_t n = self->errors ? PyList_GET_SIZE(self->errors) : 0;
+    if (n == 0)
         return 0;
-    PyObject *exc = Py_NewRef(PyList_GET_ITEM(self->errors, 0));
-    if (PySequence_DelItem(self->errors, 0) < 0) {
-        Py_DECREF(exc);
+    /* Raise the first; report the others now rather than one per call. */
+    for (Py_ssize_t i = 1; i < n; i++) {
+        rqpy_restore_exception(Py_NewRef(PyList_GET_ITEM(self->errors, i)));
+        PyErr_WriteUnraisable(client);
+    }
+    PyObject *first = Py_NewRef(PyList_GET_ITEM(self->errors, 0));
+    if (PyList_SetSlice(self->errors, 0, n, NULL) < 0) {
+        Py_DECREF(first);
         return -1;
     }
-    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-    Py_DECREF(exc);
+    rqpy_restore_exception(first);
     return -1;
 }
 
@@ -87,26 +116,24 @@ int rqpy_client_reraise(PyObject *client)
  * client so that the worker's stop/run raises it in the owning thread. */
 static void store_callback_error(rqpy_handler *h, runq_job *job)
 {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (value == NULL) {
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
+    PyObject *exc = rqpy_fetch_exception();
+    if (exc == NULL)
         return;
-    }
-    if (tb != NULL)
-        PyException_SetTraceback(value, tb);
-    PyObject *text = PyObject_Repr(value);
+    PyObject *text = PyObject_Repr(exc);
     const char *s = text ? PyUnicode_AsUTF8(text) : NULL;
     runq_job_set_error(job, s ? s : "python handler dispatch failed");
-    if (PyList_Append(h->errors, value) < 0)
-        PyErr_WriteUnraisable(value);
-    PyErr_Clear();
     Py_XDECREF(text);
-    Py_XDECREF(type);
-    Py_DECREF(value);
-    Py_XDECREF(tb);
+    PyErr_Clear();
+    /* Keep the first few only: a dispatcher failing on every job must not
+     * grow the list without bound; the others are reported right away. */
+    if (PyList_GET_SIZE(h->errors) < RQPY_MAX_STORED_ERRORS &&
+        PyList_Append(h->errors, exc) == 0) {
+        Py_DECREF(exc);
+        return;
+    }
+    PyErr_Clear();
+    rqpy_restore_exception(exc); /* steals exc */
+    PyErr_WriteUnraisable(NULL);
 }
 
 static int call_with_job(rqpy_handler *h, PyObject *fn, runq_job *job)

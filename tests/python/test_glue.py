@@ -11,29 +11,34 @@ import runq
 from runq import _runq
 
 
-def test_callback_exception_is_reraised_by_worker_stop() -> None:
+def test_callback_exception_is_reraised_by_worker_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     client = _runq.Client("memory://")
     seen: list[str] = []
+    reported: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u.exc_value))
 
     def handler(job: _runq.Job) -> bool:
         seen.append(job.id)
-        raise ZeroDivisionError("from the dispatcher")
+        raise ZeroDivisionError(f"from the dispatcher {len(seen)}")
 
     client.register("glue.raises", handler, max_retries=0)
     worker = _runq.Worker(client, ["default"], concurrency=1)
     worker.start()
-    job_id = client.enqueue("glue.raises", _runq.packb([[], {}]))
-    snap = client.wait(job_id, 30000)
-    assert snap.state == _runq.STATE_DEAD
-    assert "ZeroDivisionError" in (snap.error or "")
-    with pytest.raises(ZeroDivisionError, match="from the dispatcher"):
+    ids = [client.enqueue("glue.raises", _runq.packb([[i], {}])) for i in range(3)]
+    for job_id in ids:
+        snap = client.wait(job_id, 30000)
+        assert snap.state == _runq.STATE_DEAD
+        assert "ZeroDivisionError" in (snap.error or "")
+    with pytest.raises(ZeroDivisionError, match="from the dispatcher 1"):
         worker.stop(1000)
-    worker.stop(1000)  # the stored exception was consumed
+    # The first is raised, the others reported at once, none kept for later.
+    assert [str(e) for e in reported] == ["from the dispatcher 2", "from the dispatcher 3"]
+    worker.stop(1000)
     worker.close()
     with pytest.raises(runq.Closed):
         worker.start()
     client.close()
-    assert seen == [job_id]
+    assert seen == ids
 
 
 def test_handler_job_is_cut_off_after_the_call() -> None:
