@@ -516,6 +516,9 @@ def test_task_timeout_cancels_and_fails(h: Harness) -> None:
         while not job.cancelled:  # turns True at the task's timeout
             threading.Event().wait(0.01)
         saw_cancel.set()
+        # The engine fails a handler that ran *longer* than its timeout, and
+        # cancelled turns on *at* it: step past the boundary millisecond.
+        threading.Event().wait(0.01)
         return "too late"
 
     h.worker()
