@@ -730,16 +730,20 @@ int rq_conn_open(rq_conn **out, const rq_conn_config *cfg) {
     pthread_mutex_init(&c->mu, NULL);
 
     int rc = uv_loop_init(&c->loop);
-    if (rc == 0) rc = uv_async_init(&c->loop, &c->wake, on_wake);
-    if (rc == 0) {
-        c->wake.data = c;
-        uv_timer_init(&c->loop, &c->tick);
-        c->tick.data = c;
-        uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
-        /* Connect eagerly so that the first call does not pay for it. */
-        main_connect(c);
-        rc = uv_thread_create(&c->thread, io_thread, c);
+    if (rc == 0 && (rc = uv_async_init(&c->loop, &c->wake, on_wake)) != 0) uv_loop_close(&c->loop);
+    if (rc != 0) {
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        conn_free(c);
+        return rq_error(RUNQ_EIO, "cannot start the redis event loop: %s", uv_strerror(rc));
     }
+    c->wake.data = c;
+    uv_timer_init(&c->loop, &c->tick);
+    c->tick.data = c;
+    uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+    /* Connect eagerly so that the first call does not pay for it. */
+    main_connect(c);
+    rc = uv_thread_create(&c->thread, io_thread, c);
     if (rc != 0) {
         /* The loop never ran: close what was opened and spin it down. */
         shutdown_all(c);
