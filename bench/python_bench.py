@@ -3,7 +3,8 @@
 
     python_bench.py --url redis://127.0.0.1:PORT/0 [-n 30000] [--concurrency 8]
 
-Prints RESULT lines: py_enqueue, py_enqueue_many, py_process, py_e2e (jobs/s).
+Prints RESULT lines: enqueue, enqueue_many, process, e2e (jobs/s; run.sh
+prefixes them with py_).
 The handler is a no-op Python function taking one int.
 """
 import argparse
@@ -47,12 +48,12 @@ def main() -> int:
     t0 = time.perf_counter()
     for i in range(n1):
         noop.enqueue(i)
-    result("py_enqueue", n1 / (time.perf_counter() - t0))
+    result("enqueue", n1 / (time.perf_counter() - t0))
 
     # enqueue_many, batches of 100
     t0 = time.perf_counter()
     fill(a.n)
-    result("py_enqueue_many", a.n / (time.perf_counter() - t0))
+    result("enqueue_many", a.n / (time.perf_counter() - t0))
 
     # process: n1 + n jobs are waiting now
     total = n1 + a.n
@@ -60,7 +61,7 @@ def main() -> int:
     t0 = time.perf_counter()
     w.start()
     done = wait_processed(w, total, t0)
-    result("py_process", done / (time.perf_counter() - t0))
+    result("process", done / (time.perf_counter() - t0))
     base = done
 
     # end-to-end: a producer thread (batches of 100) while the worker runs
@@ -68,7 +69,7 @@ def main() -> int:
     prod = threading.Thread(target=fill, args=(a.n,))
     prod.start()
     done = wait_processed(w, base + a.n, t0) - base
-    result("py_e2e", done / (time.perf_counter() - t0))
+    result("e2e", done / (time.perf_counter() - t0))
     prod.join()
     w.stop(5)
     app.close()

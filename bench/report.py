@@ -92,9 +92,9 @@ def main():
         ("c_enqueue_b1_t1", "C enqueue, 1 thread, runq_enqueue (one round trip each)", ev1, "EVALSHA 1 client"),
         ("c_enqueue_b1_t8", "C enqueue, 8 threads sharing one client", ev50, "EVALSHA 50 clients"),
         ("c_enqueue_b100_t1", "C enqueue, runq_enqueue_many batches of 100", ev16, "EVALSHA pipelined"),
-        ("c_process_w1_c8", "C process, pre-filled queue, 1 worker x 8 handler threads, no-op", ceiling, "script ceiling"),
-        ("c_e2e_b100_t1_w1_c8", "C end-to-end, 1 producer (batches of 100) + 1 worker x 8", ceiling, "script ceiling"),
-        ("c_e2e_b1_t8_w1_c8", "C end-to-end, 8 producer threads (single enqueue) + 1 worker x 8", ceiling, "script ceiling"),
+        ("c_process_w1_c16", "C process, pre-filled queue, 1 worker x 16 handler threads, no-op", ceiling, "script ceiling"),
+        ("c_e2e_b100_t1_w1_c16", "C end-to-end, 1 producer thread (batches of 100) + 1 worker x 16", ceiling, "script ceiling"),
+        ("c_e2e_b1_t8_w1_c16", "C end-to-end, 8 producer threads (single enqueue) + 1 worker x 16", ceiling, "script ceiling"),
         ("py_enqueue", "Python enqueue, task.enqueue() one at a time", ev1, "EVALSHA 1 client"),
         ("py_enqueue_many", "Python enqueue, app.enqueue_many batches of 100", ev16, "EVALSHA pipelined"),
         ("py_process", "Python process, pre-filled, no-op handler", ceiling, "script ceiling"),
@@ -105,6 +105,8 @@ def main():
         ("lua_jit_enqueue", "LuaJIT enqueue one at a time", ev1, "EVALSHA 1 client"),
         ("lua_jit_enqueue_many", "LuaJIT enqueue_many batches of 100", ev16, "EVALSHA pipelined"),
         ("lua_jit_process", "LuaJIT pull-mode process, pre-filled, no-op", ceiling, "script ceiling"),
+        ("lua_5.4_e2e", "Lua 5.4 end-to-end (producer process + consumer process)", ceiling, "script ceiling"),
+        ("lua_jit_e2e", "LuaJIT end-to-end (producer process + consumer process)", ceiling, "script ceiling"),
     ]
     for peer in ("celery", "rq", "dramatiq", "bullmq"):
         rows.append((f"peer_{peer}_enqueue", f"{peer}: enqueue", None, ""))
@@ -147,6 +149,26 @@ def main():
             print(f"| {label} | {fmt(g(name), r[name][1])} | {spread(name)} | {ref} |")
     print()
 
+    cpu_e = g("c_redis_cpu_us_enqueue_many100")
+    cpu_f = g("c_redis_cpu_us_fetch_ack")
+    print("### Redis server CPU per job (INFO cpu deltas; the server-side ceiling)\n")
+    print("| path | Redis CPU per job | of which inside EVALSHA | server-side ceiling (1 core) |")
+    print("|---|---:|---:|---:|")
+    for ph, label in [("enqueue", "runq_enqueue"), ("enqueue_many100", "runq_enqueue_many(100)"),
+                      ("fetch_ack", "fetch + ack (push worker)")]:
+        v = g(f"c_redis_cpu_us_{ph}")
+        sc = g(f"c_redis_script_us_{ph}")
+        if v:
+            print(f"| {label} | {v:.1f} µs | {sc:.1f} µs | {1e6 / v:,.0f} /s |")
+    if cpu_e and cpu_f:
+        print(f"| **end-to-end (enqueue_many + fetch + ack)** | {cpu_e + cpu_f:.1f} µs | | **{1e6 / (cpu_e + cpu_f):,.0f} jobs/s** |")
+    for ref, label in [("lpush", "reference: LPUSH, pipelined"), ("rpop", "reference: RPOP, pipelined"),
+                       ("evalsha_return1", "reference: EVALSHA `return 1`, pipelined")]:
+        v = g(f"c_redis_cpu_us_ref_{ref}")
+        if v:
+            print(f"| {label} | {v:.2f} µs | | {1e6 / v:,.0f} /s |")
+    print()
+
     print("### Targets\n")
     print("| target | measured | met? |")
     print("|---|---|---|")
@@ -155,11 +177,11 @@ def main():
         vals = [g(n) for n in names if g(n) is not None]
         return max(vals) if vals else None
 
-    c_e2e = best("c_e2e_b100_t1_w1_c8", "c_e2e_b1_t8_w1_c8")
+    c_e2e = best("c_e2e_b100_t1_w1_c16", "c_e2e_b1_t8_w1_c16")
     bull = g("peer_bullmq_e2e")
     py = best("py_e2e")
     pyp = best("peer_celery_e2e", "peer_rq_e2e", "peer_dramatiq_e2e")
-    lua = best("lua_5.4_process", "lua_jit_process")
+    lua = best("lua_5.4_e2e", "lua_jit_e2e", "lua_5.4_process", "lua_jit_process")
     p50, p99 = g("c_latency_p50"), g("c_latency_p99")
     mem = g("c_memory_per_job_beyond_payload")
 

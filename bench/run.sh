@@ -12,6 +12,7 @@
 #   PEERS=1        0 skips Celery/RQ/Dramatiq/BullMQ
 #   BINDINGS=1     0 skips the Python and Lua runners
 #   INSTALL=1      0: do not pip/npm install anything (use what is there)
+#   PEER_N=4000    jobs per Celery/RQ/Dramatiq run (BullMQ: 20000)
 #   OUT=bench/results/<date>.md   where the table is also written
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -128,12 +129,13 @@ echo "== runq C engine ($(elapsed) s)"
 repeat_result c_ "$rb" enqueue --url "$url" -n 20000
 repeat_result c_ "$rb" enqueue --url "$url" -n 20000 --threads 8
 repeat_result c_ "$rb" enqueue --url "$url" -n 100000 --batch 100
-repeat_result c_ "$rb" process --url "$url" -n 50000 --concurrency 8 --max-seconds 40
-repeat_result c_ "$rb" e2e --url "$url" -n 50000 --batch 100 --concurrency 8 --max-seconds 40
-repeat_result c_ "$rb" e2e --url "$url" -n 20000 --threads 8 --concurrency 8 --max-seconds 40
+repeat_result c_ "$rb" process --url "$url" -n 40000 --concurrency 16 --max-seconds 40
+repeat_result c_ "$rb" e2e --url "$url" -n 40000 --batch 100 --concurrency 16 --max-seconds 40
+repeat_result c_ "$rb" e2e --url "$url" -n 20000 --threads 8 --concurrency 16 --max-seconds 40
 repeat_result c_ "$rb" latency --url "$url" --rate 1000 --seconds 5
 (REPEAT=1 repeat_result c_ "$rb" memory --url "$url" -n 100000)
 (REPEAT=1 repeat_result c_ "$rb" commands --url "$url" -n 2000)
+repeat_result c_ "$rb" servercpu --url "$url" -n 20000
 rcli FLUSHALL >/dev/null
 
 # ------------------------------------------------------------------ bindings
@@ -146,7 +148,7 @@ if [ "$BINDINGS" = 1 ]; then
     "$venv/bin/pip" install -q "$root" >>"$log" 2>&1 || echo "  pip install failed (see $log)"
   fi
   if [ -x "$venv/bin/python" ] && (cd "$work" && "$venv/bin/python" -c 'import runq, runq._runq') >>"$log" 2>&1; then
-    repeat_result py_ env -C "$work" "$venv/bin/python" "$bench/python_bench.py" --url "$url" -n 30000
+    repeat_result py_ env -C "$work" "$venv/bin/python" "$bench/python_bench.py" --url "$url" -n 20000
   else
     echo "  SKIPPED: the runq Python package does not import in $venv (see $log)"
     printf 'py_skipped\tnan\t-\t\n' >>"$res"
@@ -160,12 +162,12 @@ if [ "$BINDINGS" = 1 ]; then
     if [ -f "$build/lua/$sub/runq/core.so" ] && command -v "$interp" >/dev/null; then
       repeat_result "lua_${sub}_" env LUA_CPATH="$build/lua/$sub/?.so;;" \
         LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
-        "$interp" "$bench/lua_bench.lua" "$url" 30000 all
+        "$interp" "$bench/lua_bench.lua" "$url" 20000 all
       # end-to-end: a producer process and a consumer process at once
       repeat_result "lua_${sub}_" env LUA_CPATH="$build/lua/$sub/?.so;;" \
         LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
         bash -c '"$1" "$2" "$3" "$4" consume & sleep 0.3; "$1" "$2" "$3" "$4" produce; wait' \
-        _ "$interp" "$bench/lua_bench.lua" "$url" 30000
+        _ "$interp" "$bench/lua_bench.lua" "$url" 20000
       lua_done=1
     else
       echo "  SKIPPED $interp: $build/lua/$sub/runq/core.so not built"
@@ -178,6 +180,9 @@ fi
 # ------------------------------------------------------------------ peers
 if [ "$PEERS" = 1 ]; then
   echo "== peers ($(elapsed) s)"
+  # The Python peers handle a few hundred to a few thousand jobs/s here:
+  # fewer jobs keep each run within its bound.
+  PEER_N=${PEER_N:-4000}
   pv="$bench/.venv-peers"
   if [ "$INSTALL" = 1 ]; then
     [ -x "$pv/bin/python" ] || python3 -m venv "$pv" >>"$log" 2>&1
@@ -187,7 +192,7 @@ if [ "$PEERS" = 1 ]; then
   for peer in celery rq dramatiq; do
     if "$pv/bin/python" -c "import $peer" >>"$log" 2>&1; then
       repeat_result "peer_${peer}_" env -C "$bench/peers" "$pv/bin/python" "$bench/peers/py_peers.py" \
-        "$peer" --url "$url" -n 10000 --max-seconds 25
+        "$peer" --url "$url" -n "$PEER_N" --max-seconds 15
       rcli FLUSHALL >/dev/null
     else
       echo "  SKIPPED $peer: not installed in $pv"
@@ -195,7 +200,7 @@ if [ "$PEERS" = 1 ]; then
     fi
   done
   if [ -d "$bench/peers/node/node_modules/bullmq" ]; then
-    repeat_result peer_bullmq_ node "$bench/peers/node/bullmq_bench.js" "$port" 20000 25
+    repeat_result peer_bullmq_ node "$bench/peers/node/bullmq_bench.js" "$port" 20000 15
     rcli FLUSHALL >/dev/null
   else
     echo "  SKIPPED bullmq: not installed in $bench/peers/node"

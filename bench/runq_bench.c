@@ -16,6 +16,9 @@
  *              same payloads in a plain Redis list
  *   commands   every command the server sees per job, by MONITOR, for
  *              enqueue (single and batched), and fetch+ack
+ *   servercpu  Redis server CPU time per job for the same three phases
+ *              (INFO cpu deltas), and per plain pipelined LPUSH, RPOP and
+ *              EVALSHA 'return 1' on the same server: the server-side ceiling
  *
  * Options:
  *   --url URL          backend (default redis://127.0.0.1:6390)
@@ -658,11 +661,116 @@ static int mode_commands(void) {
     return 0;
 }
 
+/* Redis CPU (user+sys of the server process, INFO cpu) and EVALSHA time
+ * (INFO commandstats) per job, phase by phase; and the same for plain
+ * pipelined commands, so the server-side ceiling of each path is known. */
+static double redis_cpu_s(redisContext *r) {
+    return redis_info_num(r, "cpu", "used_cpu_user") + redis_info_num(r, "cpu", "used_cpu_sys");
+}
+
+static double redis_cmd_usec(redisContext *r, const char *cmd) {
+    char field[64];
+    snprintf(field, sizeof field, "cmdstat_%s", cmd);
+    redisReply *rep = redisCommand(r, "INFO commandstats");
+    double v = 0;
+    const char *p = rep && rep->type == REDIS_REPLY_STRING ? strstr(rep->str, field) : NULL;
+    if (p && (p = strstr(p, "usec="))) v = strtod(p + 5, NULL);
+    if (rep) freeReplyObject(rep);
+    return v;
+}
+
+typedef struct cpu_mark {
+    double cpu, usec;
+} cpu_mark;
+
+static cpu_mark cpu_mark_now(redisContext *r) {
+    cpu_mark m = {redis_cpu_s(r), redis_cmd_usec(r, "evalsha")};
+    return m;
+}
+
+static void cpu_report(redisContext *r, cpu_mark m0, const char *phase, long jobs) {
+    cpu_mark m1 = cpu_mark_now(r);
+    double cpu_us = (m1.cpu - m0.cpu) * 1e6 / (double)jobs;
+    double scr_us = (m1.usec - m0.usec) / (double)jobs;
+    printf("redis server CPU per job, %s: %.1f us (of which inside EVALSHA %.1f us)\n", phase,
+           cpu_us, scr_us);
+    char name[96];
+    snprintf(name, sizeof name, "redis_cpu_us_%s", phase);
+    result(name, cpu_us, "us/job");
+    snprintf(name, sizeof name, "redis_script_us_%s", phase);
+    result(name, scr_us, "us/job");
+}
+
+static void pipeline_plain(redisContext *r, long n, const char *fmt, const char *sha) {
+    for (long i = 0; i < n; i++) {
+        if (sha) redisAppendCommand(r, fmt, sha);
+        else redisAppendCommand(r, fmt);
+        if (i % 256 == 255 || i == n - 1) {
+            long k = i % 256 + 1;
+            for (long j = 0; j < k; j++) {
+                redisReply *rep;
+                if (redisGetReply(r, (void **)&rep) != REDIS_OK) exit(1);
+                freeReplyObject(rep);
+            }
+        }
+    }
+}
+
+static int mode_servercpu(void) {
+    long n = opt_n;
+    flush_if_redis();
+    redisContext *r = redis_side();
+    runq_client *c = open_client();
+    unsigned char buf[16];
+    size_t len = make_args(buf, 0);
+    runq_enqueue(c, NULL, opt_task, buf, len, NULL);
+    sleep_ns(100000000);
+
+    cpu_mark m = cpu_mark_now(r);
+    produce(c, n, 1, 1);
+    cpu_report(r, m, "enqueue", n);
+
+    m = cpu_mark_now(r);
+    produce(c, n, 1, 100);
+    cpu_report(r, m, "enqueue_many100", n);
+
+    long total = 2 * n + 1;
+    workers ws;
+    workers_create(&ws, noop_handler);
+    m = cpu_mark_now(r);
+    int64_t t0 = mono_ns();
+    workers_start(&ws);
+    long done = wait_processed(&ws, total, t0);
+    cpu_report(r, m, "fetch_ack", done);
+    workers_free(&ws);
+    runq_client_close(c);
+
+    /* References on the same server: pipelined plain commands. */
+    redisReply *rep = redisCommand(r, "SCRIPT LOAD %s", "return 1");
+    char sha[64] = "";
+    if (rep && rep->type == REDIS_REPLY_STRING) snprintf(sha, sizeof sha, "%s", rep->str);
+    if (rep) freeReplyObject(rep);
+    long rn = 200000;
+    double c0 = redis_cpu_s(r);
+    pipeline_plain(r, rn, "LPUSH ref:q 0123456789", NULL);
+    double c1 = redis_cpu_s(r);
+    pipeline_plain(r, rn, "RPOP ref:q", NULL);
+    double c2 = redis_cpu_s(r);
+    pipeline_plain(r, rn, "EVALSHA %s 0", sha);
+    double c3 = redis_cpu_s(r);
+    result("redis_cpu_us_ref_lpush", (c1 - c0) * 1e6 / (double)rn, "us/op");
+    result("redis_cpu_us_ref_rpop", (c2 - c1) * 1e6 / (double)rn, "us/op");
+    result("redis_cpu_us_ref_evalsha_return1", (c3 - c2) * 1e6 / (double)rn, "us/op");
+    redisFree(r);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ */
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: runq_bench enqueue|process|e2e|latency|memory|commands [--url URL] [-n N]\n"
+            "usage: runq_bench enqueue|process|e2e|latency|memory|commands|servercpu [--url URL]\n"
+            "       [-n N]"
             "       [--threads T] [--batch B] [--workers W] [--concurrency C] [--rate R]\n"
             "       [--seconds S] [--max-seconds S] [--queue Q]\n");
     exit(2);
@@ -697,6 +805,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "latency")) return mode_latency();
     if (!strcmp(mode, "memory")) return mode_memory();
     if (!strcmp(mode, "commands")) return mode_commands();
+    if (!strcmp(mode, "servercpu")) return mode_servercpu();
     usage();
     return 2;
 }
