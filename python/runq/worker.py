@@ -50,6 +50,7 @@ class Worker:
         self._stop_requested = threading.Event()
         self._lock = threading.Lock()
         self._running_run = False
+        self._requested_grace: Seconds | None = None
 
     @property
     def running(self) -> bool:
@@ -64,6 +65,7 @@ class Worker:
             if self._raw is not None:
                 raise _runq.InvalidState("the worker is already running")
             self._stop_requested.clear()
+            self._requested_grace = None
             raw = _runq.Worker(self.app.client, self.queues, weights=self.weights,
                                concurrency=self.concurrency, lease_ms=self.lease_ms,
                                grace_ms=self.grace_ms)
@@ -92,6 +94,7 @@ class Worker:
         From a handler, or while run() is blocking in another thread, it only
         asks for the stop; run() does it.
         """
+        self._requested_grace = grace
         self._stop_requested.set()
         if self._running_run:
             return True
@@ -156,7 +159,7 @@ class Worker:
         finally:
             self._running_run = False
             try:
-                finished = self._shutdown()
+                finished = self._shutdown(self._requested_grace)
             finally:
                 for sig, handler in old.items():
                     signal.signal(sig, handler)
