@@ -76,7 +76,17 @@ class BuildWithEngine(build_ext):
             ext.extra_objects.append(lib)
             ext.depends.append(lib)  # relink whenever the engine changed
             ext.extra_link_args += libs + ["-lpthread", "-lm"]
+            # Export only PyInit__runq: the engine's runq_* symbols stay
+            # private to this module and cannot clash with another copy.
+            ext.extra_link_args.append(f"-Wl,--version-script={self.version_script()}")
         super().run()
+
+    def version_script(self) -> str:
+        os.makedirs(self.build_temp, exist_ok=True)
+        path = os.path.abspath(os.path.join(self.build_temp, "runq_module.map"))
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("{ global: PyInit__runq; local: *; };\n")
+        return path
 
     def build_engine(self) -> str:
         bdir = os.path.abspath(os.path.join(self.build_temp, "engine"))
@@ -111,7 +121,7 @@ setup(
             "runq._runq",
             sources=sorted(glob.glob("bindings/python/*.c")),
             depends=sorted(glob.glob("bindings/python/*.h"))
-            + ["core/include/runq.h"],
+            + ["core/include/runq.h", "setup.py"],
             extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror",
                                 "-fvisibility=hidden"],
         )
