@@ -31,3 +31,11 @@ def test_missing_system_library_names_the_debian_package(tmp_path: Path) -> None
     assert out.returncode != 0
     assert ("apt-get install libuv1-dev libmsgpack-dev libzstd-dev libhiredis-dev"
             in out.stderr), out.stderr
+
+
+def test_engine_symbols_are_not_exported() -> None:
+    import ctypes
+
+    lib = ctypes.CDLL(_runq.__file__)
+    assert hasattr(lib, "PyInit__runq")
+    assert not hasattr(lib, "runq_client_open")  # private copy of the engine
