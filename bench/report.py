@@ -162,6 +162,10 @@ def main():
             print(f"| {label} | {v:.1f} µs | {sc:.1f} µs | {1e6 / v:,.0f} /s |")
     if cpu_e and cpu_f:
         print(f"| **end-to-end (enqueue_many + fetch + ack)** | {cpu_e + cpu_f:.1f} µs | | **{1e6 / (cpu_e + cpu_f):,.0f} jobs/s** |")
+    for peer in ("celery", "rq", "dramatiq", "bullmq"):
+        v = g(f"peer_{peer}_redis_cpu_us_e2e")
+        if v:
+            print(f"| {peer}: end-to-end (its own enqueue + fetch + ack) | {v:.1f} µs | | {1e6 / v:,.0f} jobs/s |")
     for ref, label in [("lpush", "reference: LPUSH, pipelined"), ("rpop", "reference: RPOP, pipelined"),
                        ("evalsha_return1", "reference: EVALSHA `return 1`, pipelined")]:
         v = g(f"c_redis_cpu_us_ref_{ref}")

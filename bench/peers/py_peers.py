@@ -97,12 +97,18 @@ def main() -> int:
         ok = d >= a.n
 
         base = done()
+        cpu = r.info("cpu")
+        cpu0 = cpu["used_cpu_user"] + cpu["used_cpu_sys"]
         t0 = time.perf_counter()
         produce(a.n)
         while done() - base < a.n and time.perf_counter() - t0 < a.max_seconds:
             time.sleep(0.005)
         d = done() - base
         result("e2e", d / (time.perf_counter() - t0))
+        time.sleep(0.1)
+        cpu = r.info("cpu")
+        cpu_us = (cpu["used_cpu_user"] + cpu["used_cpu_sys"] - cpu0) * 1e6 / max(1, d)
+        print(f"RESULT redis_cpu_us_e2e {cpu_us:.6g} us/job", flush=True)
         ok = ok and d >= a.n
     finally:
         for p in procs:

@@ -41,7 +41,14 @@ const nprocs = Number(process.argv[6] || 1);
 
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const result = (name, v) => console.log(`RESULT ${name} ${v.toPrecision(6)} jobs/s`);
+const result = (name, v, unit = 'jobs/s') => console.log(`RESULT ${name} ${v.toPrecision(6)} ${unit}`);
+
+// Redis server CPU seconds (user + sys), for the per-job server cost.
+async function redisCpu(q) {
+  const info = await (await q.client).info('cpu');
+  const f = (k) => Number((info.match(new RegExp(`${k}:([0-9.]+)`)) || [0, 0])[1]);
+  return f('used_cpu_user') + f('used_cpu_sys');
+}
 
 async function produce(q, count) {
   for (let s = 0; s < count; s += 100) {
@@ -77,10 +84,13 @@ async function produce(q, count) {
     ok = done >= n;
 
     const base = done;
+    const cpu0 = await redisCpu(q);
     t0 = now();
     await produce(q, n);
     while (done - base < n && now() - t0 < maxSeconds) await sleep(5);
     result('e2e', (done - base) / (now() - t0));
+    await sleep(100);
+    result('redis_cpu_us_e2e', ((await redisCpu(q)) - cpu0) * 1e6 / Math.max(1, done - base), 'us/job');
     ok = ok && done - base >= n;
   } finally {
     for (const c of kids) c.send('stop');
