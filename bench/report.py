@@ -147,6 +147,11 @@ def main():
     ]:
         if name in r:
             print(f"| {label} | {fmt(g(name), r[name][1])} | {spread(name)} | {ref} |")
+    for name in sorted(r):
+        if name.startswith("c_calls_"):
+            phase, _, script = name[len("c_calls_"):].rpartition("_")
+            print(f"| `{script}` script calls per job, {phase} | {g(name):.3f} |  | "
+                  f"{'pipelined, 1 round trip per 100 jobs' if phase.startswith('enqueue_many') else 'one round trip per call'} |")
     print()
 
     cpu_e = g("c_redis_cpu_us_enqueue_many100")

@@ -585,6 +585,23 @@ static void *monitor_main(void *arg) {
                     name[j] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
                 }
                 name[k] = 0;
+                /* EVALSHA: name the script by its SHA1 when run.sh passed
+                 * RUNQ_BENCH_SHAS="sha8=name,..." (from the script files). */
+                const char *sha = !from_script && strcmp(name, "evalsha") == 0
+                                      ? strstr(q + 3 + k, "\"") : NULL;
+                const char *map = getenv("RUNQ_BENCH_SHAS");
+                if (sha && map && strlen(sha) > 10) {
+                    sha += 3; /* past: " "  */
+                    char key[16];
+                    snprintf(key, sizeof key, "%.8s=", sha);
+                    const char *hit = strstr(map, key);
+                    if (hit) {
+                        hit += 9;
+                        size_t nl = strcspn(hit, ",");
+                        if (nl > 20) nl = 20;
+                        snprintf(name, sizeof name, "evalsha:%.*s", (int)nl, hit);
+                    }
+                }
                 monitor_count(m, name, from_script);
             }
         }
@@ -617,6 +634,11 @@ static void monitor_stop(monitor *m, const char *phase, long jobs) {
         tot_script += m->script_calls[i];
         printf("  %-16s sent by client %8.3f   called in scripts %8.3f\n", m->names[i],
                (double)m->client_calls[i] / (double)jobs, (double)m->script_calls[i] / (double)jobs);
+        if (strncmp(m->names[i], "evalsha:", 8) == 0) {
+            char sname[96];
+            snprintf(sname, sizeof sname, "calls_%s_%s", phase, m->names[i] + 8);
+            result(sname, (double)m->client_calls[i] / (double)jobs, "calls/job");
+        }
     }
     char name[96];
     snprintf(name, sizeof name, "cmds_client_%s", phase);
