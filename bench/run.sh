@@ -134,6 +134,10 @@ repeat_result c_ "$rb" e2e --url "$url" -n 40000 --batch 100 --concurrency 16 --
 repeat_result c_ "$rb" e2e --url "$url" -n 20000 --threads 8 --concurrency 16 --max-seconds 40
 repeat_result c_ "$rb" latency --url "$url" --rate 1000 --seconds 5
 (REPEAT=1 repeat_result c_ "$rb" memory --url "$url" -n 100000)
+# Name each EVALSHA by its script (the engine loads the files verbatim).
+RUNQ_BENCH_SHAS=$(for f in "$root"/core/src/redis/scripts/*.lua; do
+  printf '%s=%s,' "$(sha1sum <"$f" | cut -c1-8)" "$(basename "$f" .lua)"; done)
+export RUNQ_BENCH_SHAS
 (REPEAT=1 repeat_result c_ "$rb" commands --url "$url" -n 2000)
 repeat_result c_ "$rb" servercpu --url "$url" -n 20000
 rcli FLUSHALL >/dev/null
