@@ -8,13 +8,6 @@ import runq
 from conftest import redisproc
 
 
-def _skip_if_no_redis_backend(url: str) -> None:
-    try:
-        runq.App(url).client.close()
-    except runq.InvalidURL as e:
-        pytest.skip(f"engine reports the redis backend unavailable: {e}")
-
-
 def test_replicate_without_replica_is_durability_unknown(redis_url: str) -> None:
     app = runq.App(redis_url)
     try:
@@ -29,7 +22,6 @@ def test_replicate_without_replica_is_durability_unknown(redis_url: str) -> None
 
 def test_replicate_with_a_replica() -> None:
     with redisproc.RedisServer() as primary:
-        _skip_if_no_redis_backend(primary.url)
         with redisproc.RedisServer(replica_of=primary) as replica:
             replica.wait_replica_synced()
             app = runq.App(primary.url)
@@ -42,7 +34,6 @@ def test_replicate_with_a_replica() -> None:
 
 def test_jobs_survive_an_aof_restart() -> None:
     with redisproc.RedisServer(appendonly=True) as server:
-        _skip_if_no_redis_backend(server.url)
         app = runq.App(server.url)
         try:
             @app.task(name="aof.t")
