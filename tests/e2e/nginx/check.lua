@@ -1,5 +1,6 @@
 -- Checks on jobs nginx enqueued, made with the C client (arg[1]: lines of
--- "kind id n"): the producers must agree on stored fields and keys.
+-- "kind id n"): the producers must agree on stored fields and keys. Kind
+-- "readme" is the job of the README's OpenResty snippet.
 local runq = require "runq"
 local app = assert(runq.new(assert(os.getenv("RUNQ_E2E_REDIS_URL"))))
 local ok = true
@@ -14,7 +15,11 @@ for line in io.lines(assert(arg[1])) do
   n = tonumber(n)
   local job, err = app:get(id)
   check(job, "get " .. id .. ": " .. tostring(err))
-  if job then
+  if job and kind == "readme" then
+    check(job.task == "welcome" and job.queue == "mail", "README job " .. id)
+    check(job.args[1] == "ada@example.org", "README job args")
+    check(job.state == "pending", "README job is " .. tostring(job.state))
+  elseif job then
     check(job.task == "e2e.square", "task " .. tostring(job.task))
     check(job.args[1] == n and job.args.via == "nginx", "args of " .. id)
     check(job.max_retries == 3, "unregistered default max_retries, got " .. tostring(job.max_retries))

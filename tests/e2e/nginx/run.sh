@@ -30,6 +30,11 @@ chmod 755 "$prefix"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 user=""
 [ "$(id -u)" = 0 ] && user="user root;"  # workers must read the build tree
+readme_url="redis://127.0.0.1:6379/0"
+"$root/tests/support/readme_block.py" nginx > "$prefix/readme.conf.in" || exit 1
+grep -q "$readme_url" "$prefix/readme.conf.in" ||
+  { echo "e2e: the README's nginx snippet no longer uses $readme_url" >&2; exit 1; }
+sed -e "s|$readme_url|$RUNQ_TEST_REDIS_URL|" "$prefix/readme.conf.in" > "$prefix/readme.conf"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@ROOT@|$root|g" -e "s|@BUILD@|$build|g" \
     -e "s|@PORT@|$port|g" -e "s|@USER@|$user|g" "$here/nginx.conf.in" > "$prefix/nginx.conf"
 
@@ -112,6 +117,11 @@ echo "once $body 11" > "$checks"
 get "/enqueue?n=12&delay=3600&queue=e2e-later"
 [ "$code" = 201 ] || fail "delayed enqueue: $code $body"
 echo "scheduled $body 12" >> "$checks"
+
+# The README's snippet: a welcome job on the mail queue, its id in the body.
+get "/signup?email=ada%40example.org"
+[ "$code" = 200 ] || fail "README snippet: HTTP $code: $body"
+echo "readme ${body%$'\n'} 0" >> "$checks"
 
 # Bad input is an error response, not a crashed nginx worker.
 get /bad
