@@ -3,6 +3,8 @@
 # Install runq into a temporary prefix, then build a small program outside the
 # tree twice: with `pkg-config --cflags --libs runq`, and with CMake's
 # find_package(runq) and the runq::runq target. Both must build and run.
+# The README's C quickstart is built the same way and run as written
+# (memory://), so the README cannot drift from the API.
 set -euo pipefail
 src=$1 build=$2
 tmp=$(mktemp -d)
@@ -35,6 +37,13 @@ export PKG_CONFIG_PATH="$lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 cc -Wall -Werror -o "$tmp/app/app_pc" "$tmp/app/app.c" $(pkg-config --cflags --libs runq)
 LD_LIBRARY_PATH="$lib" "$tmp/app/app_pc"
 
+"$src/tests/support/readme_block.py" c > "$tmp/app/quickstart.c"
+# shellcheck disable=SC2046
+cc -Wall -Wextra -Werror -o "$tmp/app/quickstart" "$tmp/app/quickstart.c" $(pkg-config --cflags --libs runq)
+out=$(env -u RUNQ_URL LD_LIBRARY_PATH="$lib" "$tmp/app/quickstart")
+echo "$out"
+grep -q "^job [0-9A-Z]* done$" <<<"$out" || { echo "README C quickstart: no 'job ... done' line" >&2; exit 1; }
+
 cat > "$tmp/app/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.18)
 project(app C)
@@ -45,4 +54,4 @@ CM
 cmake -S "$tmp/app" -B "$tmp/app/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/app/build" >/dev/null
 LD_LIBRARY_PATH="$lib" "$tmp/app/build/app_cmake"
-echo "install consumer: pkg-config and find_package builds ran"
+echo "install consumer: pkg-config, find_package and README quickstart builds ran"
