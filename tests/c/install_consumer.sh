@@ -42,7 +42,7 @@ LD_LIBRARY_PATH="$lib" "$tmp/app/app_pc"
 cc -Wall -Wextra -Werror -o "$tmp/app/quickstart" "$tmp/app/quickstart.c" $(pkg-config --cflags --libs runq)
 out=$(env -u RUNQ_URL LD_LIBRARY_PATH="$lib" "$tmp/app/quickstart")
 echo "$out"
-grep -q "^job [0-9A-Z]* done$" <<<"$out" || { echo "README C quickstart: no 'job ... done' line" >&2; exit 1; }
+grep -q "^job [0-9A-Z]*: done$" <<<"$out" || { echo "README C quickstart: no 'job ... done' line" >&2; exit 1; }
 
 cat > "$tmp/app/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.18)
