@@ -135,11 +135,17 @@ typedef struct runq_client_options {
     int connect_timeout_ms;    /* redis: time allowed to connect */
     int command_timeout_ms;    /* redis: time a synchronous call may wait */
     int64_t result_ttl_ms;     /* how long done jobs and results are kept */
+    /* Version 2. Args and results larger than this many bytes are stored
+     * zstd-compressed when that makes them smaller (docs/protocol.md,
+     * "Compressed payloads"); 0: never compress. Reading compressed payloads
+     * needs no option: every client decompresses, bounded by max_payload. */
+    size_t compress_threshold;
 } runq_client_options;
 
-#define RUNQ_CLIENT_OPTIONS_VERSION 1
+/* Version 1 callers (no compress_threshold) are accepted and get 1024. */
+#define RUNQ_CLIENT_OPTIONS_VERSION 2
 #define RUNQ_CLIENT_OPTIONS_INIT \
-    { RUNQ_CLIENT_OPTIONS_VERSION, 1024 * 1024, 2000, 5000, 3600 * 1000 }
+    { RUNQ_CLIENT_OPTIONS_VERSION, 1024 * 1024, 2000, 5000, 3600 * 1000, 1024 }
 
 /* Open a client on a backend chosen by URL:
  *   memory://          a private in-process store
@@ -209,6 +215,15 @@ RUNQ_EXTERN runq_task *runq_task_find(runq_client *client, const char *name);
 /* Enqueue                                                             */
 /* ------------------------------------------------------------------ */
 
+/* One metadata pair: NUL-terminated UTF-8 strings, borrowed for the call. */
+typedef struct runq_meta_entry {
+    const char *key;
+    const char *value;
+} runq_meta_entry;
+
+/* Largest metadata map of a job, msgpack-encoded, in bytes. */
+#define RUNQ_META_MAX 65536
+
 typedef struct runq_enqueue_options {
     unsigned int version;
     const char *queue;         /* NULL: the task's queue, else "default" */
@@ -226,11 +241,31 @@ typedef struct runq_enqueue_options {
     int64_t once_in_ms;        /* 0: off; else at most one job of this task with
                                   these exact args per period (derives the unique
                                   key, see docs/protocol.md; excludes unique_key) */
+    /* Version 2. Metadata ("headers"): nmeta key/value pairs carried with
+     * the job to the worker (runq_job_meta); the place for trace context.
+     * Strings are copied. Keys are 1 to 255 bytes, values may be empty; a
+     * key given twice keeps its last value; the whole map, msgpack-encoded,
+     * is at most RUNQ_META_MAX bytes (RUNQ_ETOOBIG). */
+    const runq_meta_entry *meta;
+    size_t nmeta;
+    /* ---- version 3: per-key interval limit and unique-until-done ---- */
+    const char *rate_key;      /* NULL: none; else jobs of this queue with the
+                                  same rate_key start (are leased) at least
+                                  rate_interval_ms apart; other keys and unkeyed
+                                  jobs are never held up by it (1 to 1024 bytes;
+                                  copied) */
+    int64_t rate_interval_ms;  /* > 0 with rate_key, 0 without */
+    int unique_until_done;     /* nonzero (needs unique_key): the unique key
+                                  holds until the job is done or dead, not for a
+                                  TTL; excludes an explicit unique_ttl_ms */
 } runq_enqueue_options;
 
-#define RUNQ_ENQUEUE_OPTIONS_VERSION 1
-#define RUNQ_ENQUEUE_OPTIONS_INIT \
-    { RUNQ_ENQUEUE_OPTIONS_VERSION, NULL, 0, 0, 0, -1, -1, 0, 0, NULL, -1, 0, 1000, 0 }
+/* Version 1 (up to once_in_ms) and version 2 (up to nmeta) callers are still
+ * accepted; the fields they lack take their INIT values. */
+#define RUNQ_ENQUEUE_OPTIONS_VERSION 3
+#define RUNQ_ENQUEUE_OPTIONS_INIT                                                       \
+    { RUNQ_ENQUEUE_OPTIONS_VERSION, NULL, 0, 0, 0, -1, -1, 0, 0, NULL, -1, 0, 1000, 0, NULL, 0, \
+      NULL, 0, 0 }
 
 /* Enqueue one job of `task` (registered or not: producers need not know the
  * handler) with `args`, a single msgpack object of args_len bytes (copied;
@@ -264,21 +299,56 @@ typedef struct runq_queue_options {
     unsigned int version;
     int64_t max_len; /* 0: unbounded; else enqueue fails with RUNQ_EFULL when
                         scheduled + pending jobs reach it */
+    /* ---- version 2: queue gates (docs/architecture.md, "Queue gates") ---- */
+    int64_t rate_limit;      /* 0: none; else at most this many jobs leased per
+                                rate_period_ms, by every worker of every process */
+    int64_t rate_period_ms;  /* the rate limit's period (> 0 with rate_limit) */
+    int64_t rate_burst;      /* jobs that may be leased at once after an idle
+                                spell (>= 1); any window of rate_period_ms sees
+                                at most rate_limit + rate_burst - 1 leases */
+    int64_t concurrency_limit; /* 0: none; else at most this many jobs of the
+                                  queue leased at once, across all workers */
+    int64_t pause_after_failures; /* 0: off; else N failed attempts in a row
+                                     pause the queue automatically */
+    int64_t pause_min_ms;    /* first automatic pause; doubles each time */
+    int64_t pause_max_ms;    /* cap on an automatic pause */
 } runq_queue_options;
 
-#define RUNQ_QUEUE_OPTIONS_VERSION 1
-#define RUNQ_QUEUE_OPTIONS_INIT { RUNQ_QUEUE_OPTIONS_VERSION, 0 }
+/* Version 1 callers (max_len only) are still accepted: the gates are then off. */
+#define RUNQ_QUEUE_OPTIONS_VERSION 2
+#define RUNQ_QUEUE_OPTIONS_INIT \
+    { RUNQ_QUEUE_OPTIONS_VERSION, 0, 0, 1000, 1, 0, 0, 1000, 5 * 60 * 1000 }
 
-/* Set a queue's options; they are stored in the backend and seen by every
- * client of it. */
+/* Set a queue's options (every field: a field left at its INIT value turns
+ * that feature off); they are stored in the backend and seen by every client
+ * of it. RUNQ_EINVAL with the detail in runq_error_last() for bad values. */
 RUNQ_EXTERN int runq_queue_configure(runq_client *client, const char *queue,
                                      const runq_queue_options *options);
+
+/* Pause a queue: no worker of any process leases its jobs until
+ * runq_queue_resume (enqueue still works; running jobs finish). A manual
+ * pause is never lifted automatically. Resume wakes blocked fetches at once
+ * and also ends an automatic pause (see pause_after_failures). */
+RUNQ_EXTERN int runq_queue_pause(runq_client *client, const char *queue);
+RUNQ_EXTERN int runq_queue_resume(runq_client *client, const char *queue);
+
+typedef enum runq_pause_state {
+    RUNQ_PAUSE_NONE = 0,   /* jobs are leased */
+    RUNQ_PAUSE_MANUAL = 1, /* runq_queue_pause */
+    RUNQ_PAUSE_AUTO = 2    /* pause_after_failures: waiting out the interval,
+                              or for the one probe job's outcome */
+} runq_pause_state;
 
 typedef struct runq_queue_stats {
     int64_t scheduled;
     int64_t pending;
     int64_t active;
     int64_t dead;
+    /* Added in 0.1 with the queue gates (the struct is caller-allocated:
+     * rebuild against this header). */
+    int64_t paused;          /* a runq_pause_state */
+    int64_t paused_until_ms; /* RUNQ_PAUSE_AUTO: end of the interval (0: its
+                                probe job is out or may go) */
 } runq_queue_stats;
 
 RUNQ_EXTERN int runq_queue_stats_get(runq_queue_stats *out, runq_client *client,
@@ -321,11 +391,29 @@ RUNQ_EXTERN int64_t runq_job_eta(const runq_job *job);
 RUNQ_EXTERN int64_t runq_job_timeout(const runq_job *job);
 RUNQ_EXTERN int64_t runq_job_deadline(const runq_job *job); /* ttl folded in */
 RUNQ_EXTERN const char *runq_job_unique_key(const runq_job *job);
+/* The job's rate key (NULL: none) and its interval in ms (0: none). */
+RUNQ_EXTERN const char *runq_job_rate_key(const runq_job *job);
+RUNQ_EXTERN int64_t runq_job_rate_interval(const runq_job *job);
+/* Nonzero when the job holds its unique key until it is done or dead. */
+RUNQ_EXTERN int runq_job_unique_until_done(const runq_job *job);
 /* The result of a done job (msgpack), or NULL. */
 RUNQ_EXTERN const void *runq_job_result(const runq_job *job, size_t *len);
 /* The last failure message (a handler's error, "lease expired", "ttl
  * expired", ...), or NULL. */
 RUNQ_EXTERN const char *runq_job_error(const runq_job *job);
+
+/* Metadata (see runq_enqueue_options.meta). The value of `key`, or NULL when
+ * absent; owned by the job. Pairs keep the order they were given in. */
+RUNQ_EXTERN const char *runq_job_meta(const runq_job *job, const char *key);
+RUNQ_EXTERN size_t runq_job_meta_count(const runq_job *job);
+/* Pair i (0-based) of the job's metadata; both strings owned by the job.
+ * RUNQ_EINVAL when i >= runq_job_meta_count(). */
+RUNQ_EXTERN int runq_job_meta_at(const runq_job *job, size_t i, const char **key,
+                                 const char **value);
+/* Add or replace (value NULL: remove) a pair of a job being enqueued: only
+ * valid inside a before_enqueue hook (see runq_hooks), else RUNQ_ESTATE.
+ * Strings are copied. */
+RUNQ_EXTERN int runq_job_meta_set(runq_job *job, const char *key, const char *value);
 
 /* ------------------------------------------------------------------ */
 /* Jobs: inside a handler, or held in pull mode                        */
@@ -356,6 +444,68 @@ RUNQ_EXTERN int runq_job_fail(runq_job *job, const char *message,
 RUNQ_EXTERN void runq_job_free(runq_job *job);
 
 /* ------------------------------------------------------------------ */
+/* Hooks                                                               */
+/* ------------------------------------------------------------------ */
+
+/* How a delivery of a job ended, as seen by the worker that ran it. */
+typedef enum runq_outcome {
+    RUNQ_OUTCOME_ACKED = 1,    /* done */
+    RUNQ_OUTCOME_RETRIED = 2,  /* failed, scheduled again */
+    RUNQ_OUTCOME_DEAD = 3,     /* failed, moved to the dead letters */
+    RUNQ_OUTCOME_RELEASED = 4, /* returned unsettled (pulled job freed, stop) */
+    RUNQ_OUTCOME_LOST = 5      /* the settle was refused (lease lost) or did not
+                                  reach the backend: delivered again later */
+} runq_outcome;
+
+typedef struct runq_process_info {
+    runq_outcome outcome;
+    const char *error;   /* the failure message (retried, dead), else NULL;
+                            owned by the engine, valid during the call */
+    int64_t duration_us; /* from before_process to the end of the settle */
+} runq_process_info;
+
+/* Hooks see every job a client enqueues and every job its workers process.
+ * All three are optional. `job` is owned by the engine, valid during the
+ * call; hooks must not settle or free it.
+ *
+ *  before_enqueue: on the thread calling runq_enqueue / runq_enqueue_many
+ *    (or a worker's periodic scheduler thread), once per job, after the job
+ *    is validated and before it is compressed and stored. It may add
+ *    metadata with runq_job_meta_set (trace context) and read everything
+ *    else. Returning nonzero refuses the job: its result is that value when
+ *    it is a RUNQ_E* code, else RUNQ_EINVAL, and runq_error_last() carries
+ *    the message set with runq_job_set_error, if any.
+ *  before_process: right before the handler runs. Push mode: on the engine
+ *    handler thread that then runs the handler. Pull mode: inside
+ *    runq_worker_next, on the caller's thread, before it returns the job.
+ *  after_process: once per delivery, after the job is settled. Push mode:
+ *    on the handler thread after the ack or fail (and after a fallback).
+ *    Pull mode: on the caller's thread, inside the runq_job_ack /
+ *    runq_job_fail that settled it, or inside runq_job_free for a job freed
+ *    unsettled (RELEASED, or LOST when the release fails).
+ *
+ * Hooks of one client run in the order they were added, the before_enqueue
+ * ones of each runq_hooks first to last. They run concurrently on several
+ * threads when several threads enqueue or handle jobs: make them
+ * thread-safe. Adding is thread-safe at any time and takes effect for
+ * later calls; hooks cannot be removed. */
+typedef struct runq_hooks {
+    unsigned int version;
+    int (*before_enqueue)(runq_job *job, void *userdata);
+    void (*before_process)(runq_job *job, void *userdata);
+    void (*after_process)(runq_job *job, const runq_process_info *info, void *userdata);
+    void *userdata;                       /* passed to each hook; not owned */
+    void (*userdata_free)(void *userdata); /* NULL, or called once at
+                                              runq_client_close */
+} runq_hooks;
+
+#define RUNQ_HOOKS_VERSION 1
+#define RUNQ_HOOKS_INIT { RUNQ_HOOKS_VERSION, NULL, NULL, NULL, NULL, NULL }
+
+/* Add a set of hooks to the client (the struct is copied). */
+RUNQ_EXTERN int runq_client_add_hooks(runq_client *client, const runq_hooks *hooks);
+
+/* ------------------------------------------------------------------ */
 /* Workers                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -373,11 +523,22 @@ typedef struct runq_worker_options {
     runq_worker_mode mode;
     int64_t lease_ms;            /* visibility timeout of a fetched job */
     int auto_extend;             /* nonzero: extend leases of held jobs on a timer */
+    /* Version 2. Autoscaling: when max_concurrency > 0 the push-mode pool
+     * runs between min_concurrency (0: 1) and max_concurrency handler
+     * threads and `concurrency` is ignored: it grows while every handler is
+     * busy and fetches still find jobs, and a thread idle for
+     * idle_timeout_ms exits, down to min_concurrency. Both 0: a fixed pool
+     * of `concurrency`. Pull mode: max_concurrency, when set, is the number
+     * of jobs held at once. */
+    int min_concurrency;
+    int max_concurrency;
+    int64_t idle_timeout_ms;     /* autoscaling only; > 0 */
 } runq_worker_options;
 
-#define RUNQ_WORKER_OPTIONS_VERSION 1
+/* Version 1 callers (no autoscaling fields) are still accepted. */
+#define RUNQ_WORKER_OPTIONS_VERSION 2
 #define RUNQ_WORKER_OPTIONS_INIT \
-    { RUNQ_WORKER_OPTIONS_VERSION, NULL, 0, NULL, 4, RUNQ_WORKER_PUSH, 30000, 1 }
+    { RUNQ_WORKER_OPTIONS_VERSION, NULL, 0, NULL, 4, RUNQ_WORKER_PUSH, 30000, 1, 0, 0, 10000 }
 
 /* Create a worker on the client; *out is owned by the caller and freed with
  * runq_worker_free(). Nothing is fetched before start (push) or next (pull). */
@@ -429,6 +590,8 @@ typedef struct runq_worker_stats {
     int64_t failed;    /* failures, retried or dead */
     int64_t dead;      /* of which went to the dead letters */
     int64_t running;   /* handlers running now */
+    int64_t threads;   /* push mode: handler threads alive now (the pool size) */
+    int64_t idle;      /* push mode: of which waiting for a job */
 } runq_worker_stats;
 
 RUNQ_EXTERN void runq_worker_stats_get(runq_worker_stats *out,

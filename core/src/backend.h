@@ -21,6 +21,12 @@ typedef struct rq_fetch_request {
     int timeout_ms;              /* block this long when none is due; -1: forever */
 } rq_fetch_request;
 
+/* The order a fetch visits req->queues in, as indexes into it: as given
+ * (strict), or a weighted random permutation, so that a heavier queue is
+ * visited first more often. `order` holds req->nqueues entries. One rule for
+ * every backend (fetch_order.c). */
+void rq_fetch_order(const rq_fetch_request *req, size_t *order);
+
 typedef struct rq_backend_ops {
     const char *name;
 
@@ -74,6 +80,16 @@ typedef struct rq_backend_ops {
     int (*dead_retry)(runq_backend *b, const char *id);
 
     void (*destroy)(runq_backend *b);
+
+    /* Manual pause (paused) or resume of a queue; resume also ends an
+     * automatic pause and wakes blocked fetches at once. */
+    int (*set_paused)(runq_backend *b, const char *queue, bool paused);
+
+    /* Move a leased job straight to the dead letters with `reason`, whatever
+     * attempts it has left: the engine found it unreadable (for example a
+     * corrupt compressed payload), so a retry could only fail the same way.
+     * RUNQ_ESTALE when the lease no longer holds. */
+    int (*bury)(runq_backend *b, const runq_job *job, const char *reason);
 } rq_backend_ops;
 
 /* Backends embed this as their first member. */

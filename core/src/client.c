@@ -1,6 +1,7 @@
 /* The client: backend selection by URL, task registry, enqueue and the
  * inspection calls. Queue semantics are the backend's (backend.h). */
 #include "client.h"
+#include "compress.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -12,10 +13,16 @@ int runq_client_open(runq_client **out, const char *url, const runq_client_optio
     if (!out) return rq_error(RUNQ_EINVAL, "out is NULL");
     *out = NULL;
     runq_client_options defaults = RUNQ_CLIENT_OPTIONS_INIT;
-    if (options && options->version != RUNQ_CLIENT_OPTIONS_VERSION)
-        return rq_error(RUNQ_EINVAL, "runq_client_options.version is %u; this library knows %d",
+    if (options && options->version != 1 && options->version != RUNQ_CLIENT_OPTIONS_VERSION)
+        return rq_error(RUNQ_EINVAL, "runq_client_options.version is %u; this library knows 1 to %d",
                         options->version, RUNQ_CLIENT_OPTIONS_VERSION);
-    runq_client_options o = options ? *options : defaults;
+    runq_client_options o = defaults;
+    /* Version 1 ended with result_ttl_ms: copy only what the caller has. */
+    if (options)
+        memcpy(&o, options, options->version == 1 ? offsetof(runq_client_options, result_ttl_ms) +
+                                                        sizeof(int64_t)
+                                                  : sizeof o);
+    o.version = RUNQ_CLIENT_OPTIONS_VERSION;
     if (o.max_payload == 0) o.max_payload = defaults.max_payload;
     if (o.connect_timeout_ms <= 0) o.connect_timeout_ms = defaults.connect_timeout_ms;
     if (o.command_timeout_ms <= 0) o.command_timeout_ms = defaults.command_timeout_ms;
@@ -41,13 +48,21 @@ int runq_client_open(runq_client **out, const char *url, const runq_client_optio
         return rc;
     }
     uv_mutex_init(&c->tasks_lock);
+    rq_hooks_init(&c->hooks);
     *out = c;
     return 0;
+}
+
+int runq_client_add_hooks(runq_client *c, const runq_hooks *hooks) {
+    rq_error_clear();
+    if (!c) return rq_error(RUNQ_EINVAL, "client is NULL");
+    return rq_hooks_add(&c->hooks, hooks);
 }
 
 void runq_client_close(runq_client *c) {
     if (!c) return;
     c->backend->ops->destroy(c->backend);
+    rq_hooks_destroy(&c->hooks);
     for (runq_task *t = c->tasks, *next; t; t = next) {
         next = t->next;
         rq_free(t->name);
@@ -126,6 +141,70 @@ int runq_task_register(runq_task **out, runq_client *c, const char *name,
 
 /* ---- enqueue ---- */
 
+/* Bytes of runq_enqueue_options in each published version; 0: unknown.
+ * Version 1 ended with once_in_ms, version 2 with nmeta. */
+static size_t enqueue_options_size(unsigned int version) {
+    switch (version) {
+    case 1: return offsetof(runq_enqueue_options, once_in_ms) + sizeof(int64_t);
+    case 2: return offsetof(runq_enqueue_options, nmeta) + sizeof(size_t);
+    case RUNQ_ENQUEUE_OPTIONS_VERSION: return sizeof(runq_enqueue_options);
+    default: return 0;
+    }
+}
+
+/* Per-key interval limit and unique-until-done (engineer B's block): the
+ * options must make sense together. */
+static int keys_options_check(const runq_enqueue_options *o) {
+    if (o->rate_key && (!*o->rate_key || strlen(o->rate_key) > 1024))
+        return rq_error(RUNQ_EINVAL, "rate_key must be 1 to 1024 bytes");
+    if (o->rate_interval_ms < 0)
+        return rq_error(RUNQ_EINVAL, "rate_interval must not be negative");
+    if (o->rate_key && o->rate_interval_ms == 0)
+        return rq_error(RUNQ_EINVAL, "rate_key \"%s\" needs a rate_interval > 0", o->rate_key);
+    if (!o->rate_key && o->rate_interval_ms > 0)
+        return rq_error(RUNQ_EINVAL, "rate_interval needs a rate_key");
+    if (o->unique_until_done && !o->unique_key)
+        return rq_error(RUNQ_EINVAL, "unique_until_done needs a unique_key (once_in excludes it)");
+    if (o->unique_until_done && o->unique_ttl_ms > 0)
+        return rq_error(RUNQ_EINVAL, "unique_until_done holds the key until the job is done or "
+                                     "dead; it excludes unique_ttl");
+    return 0;
+}
+
+/* The last steps of building a job (engineer C's block): record version,
+ * metadata from the options, before_enqueue hooks (which see the plain
+ * args and may add metadata), the metadata size limit, then compression,
+ * last, so that nothing before it sees the wrapped bytes. */
+static int job_finish(runq_client *c, runq_job *job, const runq_enqueue_options *o) {
+    int rc;
+    job->version = 1;
+    if (o->nmeta && !o->meta) return rq_error(RUNQ_EINVAL, "nmeta is %zu but meta is NULL", o->nmeta);
+    for (size_t i = 0; i < o->nmeta; i++) {
+        if (!o->meta[i].value)
+            return rq_error(RUNQ_EINVAL, "metadata value of key \"%s\" is NULL",
+                            o->meta[i].key ? o->meta[i].key : "(null)");
+        if ((rc = rq_job_meta_put(job, o->meta[i].key, o->meta[i].value))) return rc;
+    }
+    if ((rc = rq_hooks_before_enqueue(&c->hooks, job))) return rc;
+    rq_job_set_str(&job->error, NULL); /* a refusal message set by a hook that then agreed */
+    uint8_t *buf;
+    size_t len;
+    if ((rc = rq_job_meta_encode(job, &buf, &len))) return rc;
+    rq_free(buf);
+    if (len > RUNQ_META_MAX)
+        return rq_error(RUNQ_ETOOBIG, "metadata of task %s is %zu bytes encoded; the limit is %d",
+                        job->task, len, RUNQ_META_MAX);
+    if ((rc = rq_payload_wrap(&buf, &len, job->args, job->args_len,
+                              c->options.compress_threshold)))
+        return rc;
+    if (buf) {
+        rq_free(job->args);
+        job->args = buf;
+        job->args_len = len;
+    }
+    return 0;
+}
+
 /* Build the job record of one enqueue call: validate everything the caller
  * gave, fill in the task's defaults. */
 static int job_build(runq_job **out, runq_client *c, const char *task, const void *args,
@@ -134,10 +213,14 @@ static int job_build(runq_job **out, runq_client *c, const char *task, const voi
     int rc;
     *out = NULL;
     if (opts) {
-        if (opts->version != RUNQ_ENQUEUE_OPTIONS_VERSION)
-            return rq_error(RUNQ_EINVAL, "runq_enqueue_options.version is %u; this library knows %d",
+        /* Older callers pass a shorter struct: copy only what they have,
+         * the rest keeps its INIT value. */
+        size_t have = enqueue_options_size(opts->version);
+        if (!have)
+            return rq_error(RUNQ_EINVAL, "runq_enqueue_options.version is %u; this library knows 1 to %d",
                             opts->version, RUNQ_ENQUEUE_OPTIONS_VERSION);
-        o = *opts;
+        memcpy(&o, opts, have);
+        o.version = RUNQ_ENQUEUE_OPTIONS_VERSION;
     }
     if ((rc = rq_name_check(task, "task"))) return rc;
     if (args_len > c->options.max_payload)
@@ -152,6 +235,7 @@ static int job_build(runq_job **out, runq_client *c, const char *task, const voi
         return rq_error(RUNQ_EINVAL, "unique key must be 1 to 1024 bytes");
     if (o.once_in_ms < 0 || (o.once_in_ms > 0 && o.unique_key))
         return rq_error(RUNQ_EINVAL, "once_in must be positive and excludes unique_key");
+    if ((rc = keys_options_check(&o))) return rc;
 
     runq_task *t = runq_task_find(c, task);
     runq_task_options defaults = RUNQ_TASK_OPTIONS_INIT;
@@ -181,11 +265,19 @@ static int job_build(runq_job **out, runq_client *c, const char *task, const voi
         o.unique_key = once_key;
         if (o.unique_ttl_ms <= 0) job->unique_ttl_ms = o.once_in_ms;
     }
+    job->rate_interval_ms = o.rate_key ? o.rate_interval_ms : 0;
+    job->unique_until_done = o.unique_until_done != 0;
+    if (job->unique_until_done) job->unique_ttl_ms = 0; /* no TTL: held until done or dead */
     if (rq_job_set_str(&job->task, task) || rq_job_set_str(&job->queue, queue) ||
         rq_job_set_str(&job->unique_key, o.unique_key) ||
+        rq_job_set_str(&job->rate_key, o.rate_key) ||
         rq_job_set_buf(&job->args, &job->args_len, args, args_len)) {
         rq_job_destroy(job);
         return RUNQ_ENOMEM;
+    }
+    if ((rc = job_finish(c, job, &o))) {
+        rq_job_destroy(job);
+        return rc;
     }
     *out = job;
     return 0;
@@ -263,16 +355,57 @@ int runq_enqueue(runq_client *c, char out_id[RUNQ_ID_SIZE], const char *task, co
 
 /* ---- queues and inspection ---- */
 
+/* Version 1 of runq_queue_options ended after max_len. */
+#define QUEUE_OPTIONS_V1_SIZE (offsetof(runq_queue_options, max_len) + sizeof(int64_t))
+
+/* Queue gates: the limits must make sense together. */
+static int queue_gates_check(const runq_queue_options *o) {
+    if (o->rate_limit < 0 || o->concurrency_limit < 0 || o->pause_after_failures < 0)
+        return rq_error(RUNQ_EINVAL, "rate_limit, concurrency_limit and pause_after_failures "
+                                     "must not be negative");
+    if (o->rate_limit > 0 && (o->rate_period_ms <= 0 || o->rate_burst < 1))
+        return rq_error(RUNQ_EINVAL, "rate_limit needs rate_period_ms > 0 and rate_burst >= 1");
+    /* The limiter works in microseconds per job: keep that at least 1. */
+    if (o->rate_limit > 0 && (o->rate_period_ms > INT64_MAX / 1000 / 1024 ||
+                              o->rate_limit > o->rate_period_ms * 1000 ||
+                              o->rate_burst > 1000000))
+        return rq_error(RUNQ_EINVAL, "rate_limit must be at most one job per microsecond of "
+                                     "rate_period_ms, rate_burst at most 1000000");
+    if (o->pause_after_failures > 0 &&
+        (o->pause_min_ms < 1 || o->pause_max_ms < o->pause_min_ms))
+        return rq_error(RUNQ_EINVAL, "pause_after_failures needs pause_min_ms >= 1 and "
+                                     "pause_max_ms >= pause_min_ms");
+    return 0;
+}
+
 int runq_queue_configure(runq_client *c, const char *queue, const runq_queue_options *options) {
     rq_error_clear();
     if (!c || !options) return rq_error(RUNQ_EINVAL, "client or options is NULL");
-    if (options->version != RUNQ_QUEUE_OPTIONS_VERSION)
-        return rq_error(RUNQ_EINVAL, "runq_queue_options.version is %u; this library knows %d",
+    runq_queue_options o = RUNQ_QUEUE_OPTIONS_INIT;
+    if (options->version == 1) memcpy(&o, options, QUEUE_OPTIONS_V1_SIZE); /* gates off */
+    else if (options->version == RUNQ_QUEUE_OPTIONS_VERSION) o = *options;
+    else
+        return rq_error(RUNQ_EINVAL, "runq_queue_options.version is %u; this library knows 1 to %d",
                         options->version, RUNQ_QUEUE_OPTIONS_VERSION);
+    o.version = RUNQ_QUEUE_OPTIONS_VERSION;
     int rc = rq_name_check(queue, "queue");
     if (rc) return rc;
-    if (options->max_len < 0) return rq_error(RUNQ_EINVAL, "max_len must not be negative");
-    return c->backend->ops->configure(c->backend, queue, options);
+    if (o.max_len < 0) return rq_error(RUNQ_EINVAL, "max_len must not be negative");
+    if ((rc = queue_gates_check(&o))) return rc;
+    return c->backend->ops->configure(c->backend, queue, &o);
+}
+
+static int queue_set_paused(runq_client *c, const char *queue, bool paused) {
+    rq_error_clear();
+    if (!c) return rq_error(RUNQ_EINVAL, "client is NULL");
+    int rc = rq_name_check(queue, "queue");
+    return rc ? rc : c->backend->ops->set_paused(c->backend, queue, paused);
+}
+
+int runq_queue_pause(runq_client *c, const char *queue) { return queue_set_paused(c, queue, true); }
+
+int runq_queue_resume(runq_client *c, const char *queue) {
+    return queue_set_paused(c, queue, false);
 }
 
 int runq_queue_stats_get(runq_queue_stats *out, runq_client *c, const char *queue) {
@@ -304,12 +437,23 @@ int runq_dead_retry(runq_client *c, const char *id) {
     return rc ? rc : c->backend->ops->dead_retry(c->backend, id);
 }
 
+/* Snapshots show plain args and results. One whose payload cannot be
+ * decompressed keeps the stored bytes, so that a dead letter can still be
+ * inspected (its error says why it died). */
+static int snapshot_unwrap(runq_client *c, int rc, runq_job *job) {
+    if (rc || !job) return rc;
+    rq_payload_unwrap(&job->args, &job->args_len, c->options.max_payload);
+    rq_payload_unwrap(&job->result, &job->result_len, c->options.max_payload);
+    rq_error_clear();
+    return 0;
+}
+
 int runq_job_get(runq_job **out, runq_client *c, const char *id) {
     rq_error_clear();
     if (!out || !c) return rq_error(RUNQ_EINVAL, "out or client is NULL");
     *out = NULL;
     int rc = id_check(id);
-    return rc ? rc : c->backend->ops->get(c->backend, id, out);
+    return rc ? rc : snapshot_unwrap(c, c->backend->ops->get(c->backend, id, out), *out);
 }
 
 int runq_job_wait(runq_job **out, runq_client *c, const char *id, int timeout_ms) {
@@ -317,5 +461,5 @@ int runq_job_wait(runq_job **out, runq_client *c, const char *id, int timeout_ms
     if (!out || !c) return rq_error(RUNQ_EINVAL, "out or client is NULL");
     *out = NULL;
     int rc = id_check(id);
-    return rc ? rc : c->backend->ops->wait(c->backend, id, timeout_ms, out);
+    return rc ? rc : snapshot_unwrap(c, c->backend->ops->wait(c->backend, id, timeout_ms, out), *out);
 }

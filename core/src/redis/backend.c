@@ -13,14 +13,14 @@
 #include <uv.h>
 
 #define KEY_MAX (RUNQ_NAME_MAX * 2 + 64)
-#define FETCH_FIELDS 16
+#define FETCH_FIELDS 17
 #define BLOCK_SLICE_MS 30000 /* longest single BZPOPMIN; the loop re-arms it */
 
 enum { S_ENQUEUE, S_FETCH, S_ACK, S_FAIL, S_RELEASE, S_EXTEND, S_BURY, S_DEAD_RETRY,
-       S_STATS, S_CONFIGURE, S_COUNT };
+       S_STATS, S_CONFIGURE, S_PAUSE, S_COUNT };
 static const char *const script_names[S_COUNT] = {
     "enqueue", "fetch", "ack", "fail", "release", "extend", "bury", "dead_retry",
-    "stats", "configure"};
+    "stats", "configure", "pause"};
 
 typedef struct rq_redis {
     runq_backend base;
@@ -49,6 +49,15 @@ static void done_key(char out[KEY_MAX], const char *queue, const char *id) {
 }
 static void lookup_key(char out[KEY_MAX], const char *id) {
     snprintf(out, KEY_MAX, "runq:id:%s", id);
+}
+/* Queue gates: the options hash and the gate state hash (pause, automatic
+ * pause, rate limiter), declared by every script that reads them. */
+static void gate_keys(rq_call *c, const char *queue) {
+    char k[KEY_MAX];
+    qkey(k, queue, "config");
+    rq_call_key(c, k);
+    qkey(k, queue, "gate");
+    rq_call_key(c, k);
 }
 
 static int call_rc(const rq_call *call, const char *what) {
@@ -119,6 +128,11 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const runq_job *j) {
     rq_call_i64(c, j->ttl_ms);
     rq_call_str(c, j->unique_key ? j->unique_key : "");
     rq_call_i64(c, j->unique_ttl_ms);
+    uint8_t *meta = NULL;
+    size_t meta_len = 0;
+    if (rq_job_meta_encode(j, &meta, &meta_len)) c->oom = true;
+    rq_call_bin(c, meta ? (const char *)meta : "", meta_len); /* ARGV[14] */
+    rq_free(meta);
 }
 
 static int redis_enqueue(runq_backend *b, runq_job **jobs, int *results, size_t n, int replicate,
@@ -190,24 +204,6 @@ out:
 
 /* ---- fetch ---------------------------------------------------------------- */
 
-/* Strict order, or a weighted random permutation (heavier queues first more
- * often), the same rule as the memory backend. */
-static void fetch_order(const rq_fetch_request *req, size_t *order) {
-    for (size_t i = 0; i < req->nqueues; i++) order[i] = i;
-    if (!req->weights) return;
-    for (size_t i = 0; i + 1 < req->nqueues; i++) {
-        uint64_t total = 0;
-        for (size_t k = i; k < req->nqueues; k++) total += req->weights[order[k]];
-        if (total == 0) return;
-        uint64_t pick = rq_random64() % total;
-        size_t k = i;
-        while (pick >= req->weights[order[k]]) pick -= req->weights[order[k++]];
-        size_t t = order[i];
-        order[i] = order[k];
-        order[k] = t;
-    }
-}
-
 static bool reply_i64(const rq_reply *r, int64_t *out) {
     long long v;
     if (!rq_reply_int(r, &v)) return false;
@@ -230,7 +226,7 @@ static int reply_str(const rq_reply *r, char **field, bool empty_is_null) {
     return rq_job_set_str(field, r->str);
 }
 
-/* Build a job from 16 fetch fields. RUNQ_EPROTO with *why set when the
+/* Build a job from 17 fetch fields. RUNQ_EPROTO with *why set when the
  * record is malformed in a way the script could not see. */
 static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const char **why) {
     runq_job *j = rq_job_new();
@@ -269,6 +265,14 @@ static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const ch
         goto out;
     }
     if ((rc = rq_job_set_buf(&j->args, &j->args_len, f[3]->str, f[3]->len))) goto out;
+    if (!f[16] || f[16]->type != RQ_REPLY_STRING ||
+        (rc = rq_job_meta_decode(j, f[16]->str, f[16]->len)) == RUNQ_EPROTO) {
+        *why = "meta is not a msgpack map of strings";
+        rc = RUNQ_EPROTO;
+        goto out;
+    }
+    if (rc) goto out;
+    j->version = 1; /* fetch.lua dead-letters every other version */
     j->attempt = (int)v[4];
     j->max_retries = (int)v[5];
     j->priority = (int32_t)v[6];
@@ -290,26 +294,45 @@ out:
 
 /* Dead-letter a leased job the client cannot decode. Best effort: if this
  * fails, the lease expires and the next fetch meets the job again. */
-static void bury(rq_redis *rb, const char *queue, const rq_reply *id, const rq_reply *token,
-                 const char *why) {
-    if (!id || id->type != RQ_REPLY_STRING || !token || token->type != RQ_REPLY_STRING) return;
-    char k[KEY_MAX], reason[160];
+static int bury_job(rq_redis *rb, const char *queue, const char *id, const char *token,
+                    const char *reason) {
+    char k[KEY_MAX];
     rq_call c;
     rq_call_init(&c, rb->script[S_BURY]);
-    snprintf(k, KEY_MAX, "{runq:%s}:job:%s", queue, id->str);
+    snprintf(k, KEY_MAX, "{runq:%s}:job:%s", queue, id);
     rq_call_key(&c, k);
     qkey(k, queue, "active");
     rq_call_key(&c, k);
     qkey(k, queue, "dead");
     rq_call_key(&c, k);
-    done_key(k, queue, id->str);
+    done_key(k, queue, id);
     rq_call_key(&c, k);
-    rq_call_str(&c, id->str);
-    rq_call_str(&c, token->str);
-    snprintf(reason, sizeof reason, "corrupt job: %s", why);
+    rq_call_str(&c, id);
+    rq_call_str(&c, token);
     rq_call_str(&c, reason);
-    (void)run1(rb, &c, "bury");
+    int rc = run1(rb, &c, "bury");
+    long long code = 0;
+    if (!rc && !rq_reply_int(c.reply, &code))
+        rc = rq_error(RUNQ_EPROTO, "redis bury: unexpected reply");
+    else if (!rc && code == RUNQ_ESTALE)
+        rc = rq_error(RUNQ_ESTALE, "job %s: the lease is no longer held by this worker", id);
     rq_call_clear(&c);
+    return rc;
+}
+
+static void bury(rq_redis *rb, const char *queue, const rq_reply *id, const rq_reply *token,
+                 const char *why) {
+    if (!id || id->type != RQ_REPLY_STRING || !token || token->type != RQ_REPLY_STRING) return;
+    char reason[160];
+    snprintf(reason, sizeof reason, "corrupt job: %s", why);
+    (void)bury_job(rb, queue, id->str, token->str, reason);
+}
+
+/* The backend op: the engine found a leased job unreadable. */
+static int redis_bury(runq_backend *b, const runq_job *job, const char *reason) {
+    char token[24];
+    snprintf(token, sizeof token, "%" PRIu64, job->lease_token);
+    return bury_job(RB(b), job->queue, job->id, token, reason);
 }
 
 /* One fetch script on one queue. Appends leased jobs to out[*n...]. */
@@ -324,6 +347,7 @@ static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *
         qkey(k, queue, zsets[i]);
         rq_call_key(&c, k);
     }
+    gate_keys(&c, queue);
     snprintf(k, KEY_MAX, "{runq:%s}:job:", queue);
     rq_call_str(&c, k);
     rq_call_i64(&c, req->lease_ms);
@@ -418,7 +442,7 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
     int rc = 0;
     for (;;) {
         int64_t next_due = 0, server_now = 0;
-        fetch_order(req, order);
+        rq_fetch_order(req, order);
         for (size_t i = 0; i < req->nqueues && *n < req->max; i++) {
             rc = fetch_queue(rb, req->queues[order[i]], req, jobs, n, &next_due, &server_now);
             if (rc) break;
@@ -483,6 +507,11 @@ static int redis_ack(runq_backend *b, const runq_job *job, const void *result, s
     rq_call_key(&c, k);
     done_key(k, job->queue, job->id);
     rq_call_key(&c, k);
+    gate_keys(&c, job->queue);
+    qkey(k, job->queue, "pending");
+    rq_call_key(&c, k);
+    qkey(k, job->queue, "marker");
+    rq_call_key(&c, k);
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
     rq_call_bin(&c, result, result ? result_len : 0);
@@ -511,6 +540,9 @@ static int redis_fail(runq_backend *b, const runq_job *job, const char *error,
     rq_call_key(&c, k);
     done_key(k, job->queue, job->id);
     rq_call_key(&c, k);
+    gate_keys(&c, job->queue);
+    qkey(k, job->queue, "pending");
+    rq_call_key(&c, k);
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
     rq_call_str(&c, error ? error : "failed");
@@ -534,6 +566,8 @@ static int redis_release(runq_backend *b, const runq_job *job) {
     qkey(k, job->queue, "pending");
     rq_call_key(&c, k);
     qkey(k, job->queue, "marker");
+    rq_call_key(&c, k);
+    qkey(k, job->queue, "gate");
     rq_call_key(&c, k);
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
@@ -651,6 +685,11 @@ static int job_from_hash(runq_job **out, const rq_reply *h, const char *id, cons
         rc = rq_job_set_buf(&j->result, &j->result_len, s, rlen);
     if (!rc && (s = hfield(h, "error", NULL)) && *s) rc = rq_job_set_str(&j->error, s);
     if (!rc && (s = hfield(h, "ukey", NULL)) && *s) rc = rq_job_set_str(&j->unique_key, s);
+    size_t mlen = 0;
+    /* Lenient like the rest: unreadable metadata reads as none. */
+    if (!rc && (s = hfield(h, "meta", &mlen)) && rq_job_meta_decode(j, s, mlen) == RUNQ_ENOMEM)
+        rc = RUNQ_ENOMEM;
+    j->version = (s = hfield(h, "v", NULL)) ? (int)strtol(s, NULL, 10) : 1;
     if (rc) {
         rq_job_destroy(j);
         return rc;
@@ -748,8 +787,32 @@ static int redis_configure(runq_backend *b, const char *queue, const runq_queue_
     rq_call_init(&c, rb->script[S_CONFIGURE]);
     qkey(k, queue, "config");
     rq_call_key(&c, k);
+    qkey(k, queue, "marker");
+    rq_call_key(&c, k);
     rq_call_i64(&c, o->max_len);
+    rq_call_i64(&c, o->rate_limit);
+    rq_call_i64(&c, o->rate_period_ms);
+    rq_call_i64(&c, o->rate_burst);
+    rq_call_i64(&c, o->concurrency_limit);
+    rq_call_i64(&c, o->pause_after_failures);
+    rq_call_i64(&c, o->pause_min_ms);
+    rq_call_i64(&c, o->pause_max_ms);
     int rc = run1(rb, &c, "configure");
+    rq_call_clear(&c);
+    return rc;
+}
+
+static int redis_set_paused(runq_backend *b, const char *queue, bool paused) {
+    rq_redis *rb = RB(b);
+    char k[KEY_MAX];
+    rq_call c;
+    rq_call_init(&c, rb->script[S_PAUSE]);
+    qkey(k, queue, "gate");
+    rq_call_key(&c, k);
+    qkey(k, queue, "marker");
+    rq_call_key(&c, k);
+    rq_call_str(&c, paused ? "1" : "0");
+    int rc = run1(rb, &c, paused ? "pause" : "resume");
     rq_call_clear(&c);
     return rc;
 }
@@ -765,9 +828,10 @@ static int redis_stats(runq_backend *b, const char *queue, runq_queue_stats *out
         qkey(k, queue, zsets[i]);
         rq_call_key(&c, k);
     }
+    gate_keys(&c, queue);
     int rc = run1(rb, &c, "stats");
-    int64_t v[4] = {0};
-    for (size_t i = 0; rc == 0 && i < 4; i++)
+    int64_t v[6] = {0};
+    for (size_t i = 0; rc == 0 && i < 6; i++)
         if (!reply_i64(rq_reply_at(c.reply, i), &v[i]))
             rc = rq_error(RUNQ_EPROTO, "redis stats: bad reply");
     if (rc == 0) {
@@ -775,6 +839,8 @@ static int redis_stats(runq_backend *b, const char *queue, runq_queue_stats *out
         out->pending = v[1];
         out->active = v[2];
         out->dead = v[3];
+        out->paused = v[4];
+        out->paused_until_ms = v[5];
     }
     rq_call_clear(&c);
     return rc;
@@ -839,6 +905,7 @@ static const rq_backend_ops redis_ops = {
     "redis",         redis_enqueue,   redis_fetch, redis_ack,       redis_fail,
     redis_release,   redis_extend,    redis_interrupt, redis_get,   redis_wait,
     redis_configure, redis_stats,     redis_dead_list, redis_dead_retry, redis_destroy,
+    redis_set_paused, redis_bury,
 };
 
 int rq_redis_open(runq_backend **out, const rq_url *url, const runq_client_options *options) {

@@ -2,12 +2,24 @@
 -- KEYS[1] job hash  KEYS[2] active zset  KEYS[3] id lookup (runq:id:ID)
 -- KEYS[4] finish notice list {runq:Q}:done:ID (wakes runq_job_wait)
 -- ARGV[1] id  ARGV[2] lease token  ARGV[3] result (may be '')  ARGV[4] result ttl ms
+-- KEYS[5] config hash  KEYS[6] gate state hash  KEYS[7] pending  KEYS[8] marker
 -- Returns 0 | -9 (stale: the lease was lost)
 local st = redis.pcall('HMGET', KEYS[1], 'state', 'token')
 if type(st) ~= 'table' or st.err or st[1] ~= '3' or st[2] ~= ARGV[2] then return -9 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREM', KEYS[2], ARGV[1])
+-- Queue gates: a success ends an automatic pause and its failure count; a
+-- freed concurrency slot or an ended pause wakes a blocked fetch.
+local gcfg = redis.call('HMGET', KEYS[5], 'climit')
+local gst = redis.call('HMGET', KEYS[6], 'fails', 'level')
+local reopened = (tonumber(gst[2]) or 0) > 0
+if reopened or (tonumber(gst[1]) or 0) > 0 then
+  redis.call('HSET', KEYS[6], 'fails', 0, 'level', 0, 'until', 0, 'probe', '')
+end
+if (reopened or (tonumber(gcfg[1]) or 0) > 0) and redis.call('ZCARD', KEYS[7]) > 0 then
+  redis.call('ZADD', KEYS[8], now, 'm')
+end
 redis.call('HSET', KEYS[1], 'state', 4, 'result', ARGV[3], 'token', '0', 'lease', 0, 'finished', now)
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then

@@ -6,7 +6,11 @@
 --         tag, so every key touched is in the slot of KEYS[1])
 -- ARGV[2] lease ms  ARGV[3] max jobs  ARGV[4] queue name
 -- ARGV[5..] one fresh lease token per job that may be leased
--- Returns {now, next_due, n, job fields x n} (16 fields per job, see below);
+-- KEYS[6] config hash  KEYS[7] gate state hash (queue gates, see below)
+-- KEYS[8] rkeys zset  KEYS[9] rkwait zset  KEYS[10] rkflight hash (rate keys,
+--         see below; the per-key zsets {runq:Q}:rk:<key> are built from the
+--         prefix like job keys, so they share the slot)
+-- Returns {now, next_due, n, job fields x n} (20 fields per job, see below);
 -- next_due is 0 when nothing is scheduled or leased.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -26,6 +30,10 @@ end
 
 local NUMERIC = {'attempt', 'maxr', 'prio', 'created', 'eta', 'timeout', 'deadline', 'uttl'}
 local function check(h)
+  -- Record version: a record without `v` is version 1 (written before the
+  -- field existed); a newer version may have fields this reader misreads, so
+  -- it is judged first.
+  if h.v and h.v ~= '1' then return 'unsupported record version ' .. h.v end
   for _, f in ipairs(NUMERIC) do
     if not tonumber(h[f] or '') then return 'field ' .. f .. ' is missing or not a number' end
   end
@@ -34,10 +42,53 @@ local function check(h)
   return nil
 end
 
+-- Rate keys (per-key interval limit; docs/redis-backend.md). A ready job
+-- with a rate key waits in {runq:Q}:rk:<key> (score -priority) and in rkwait
+-- (for counts), not in pending. rkeys scores each key with the time its next
+-- job may be promoted into pending, +inf while a promoted job of it is in
+-- pending (rkflight: id -> key). Leasing that job re-scores the key at
+-- now + interval, so jobs of one key start at least an interval apart, and a
+-- waiting key never holds up other keys or unkeyed jobs.
+local RKEYS, RKWAIT, RKFLIGHT = KEYS[8], KEYS[9], KEYS[10]
+local tag_prefix = string.sub(prefix, 1, -5) -- "{runq:Q}:"
+local rk_started = false
+
+-- A job became ready: into pending, or behind its rate key.
+local function ready(id, prio, rkey)
+  if rkey and rkey ~= '' then
+    redis.call('ZADD', tag_prefix .. 'rk:' .. rkey, -prio, id)
+    redis.call('ZADD', RKWAIT, -prio, id)
+    redis.call('ZADD', RKEYS, 'NX', now, rkey)
+  else
+    redis.call('ZADD', KEYS[2], -prio, id)
+  end
+end
+
+-- A promoted job left pending: leased (its key's next job may be promoted
+-- at `at` = now + interval) or dead-lettered unstarted (`at` = now).
+local function rk_left(id, at)
+  local rkey = redis.call('HGET', RKFLIGHT, id)
+  if not rkey then return end
+  redis.call('HDEL', RKFLIGHT, id)
+  redis.call('ZADD', RKEYS, at, rkey)
+end
+
+-- Unique-until-done: a job that dies lets its unique key go, if it still
+-- holds it (a later holder's key is never touched).
+local function unique_release(id, key)
+  local u = redis.call('HMGET', key, 'uud', 'ukey')
+  if u[1] == '1' and u[2] and u[2] ~= '' then
+    local ukey = tag_prefix .. 'unique:' .. u[2]
+    if redis.call('GET', ukey) == id then redis.call('DEL', ukey) end
+  end
+end
+
 local function bury(id, key, reason, readable)
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
+  rk_left(id, now) -- rate key: it never started
+  if readable then unique_release(id, key) end
   if not readable then
     -- Unreadable record: replace it with a stub that says why, so that it
     -- can still be listed and inspected.
@@ -54,9 +105,11 @@ end
 -- 1. Promote due scheduled jobs.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, BATCH)) do
   local key = prefix .. id
-  local prio = redis.pcall('HGET', key, 'prio')
+  local f = redis.pcall('HMGET', key, 'prio', 'rkey')
+  local prio, rkey = 0, ''
+  if type(f) == 'table' and not f.err then prio, rkey = tonumber(f[1] or '') or 0, f[2] or '' end
   redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], -(tonumber(type(prio) == 'string' and prio or '') or 0), id)
+  ready(id, prio, rkey)
   redis.pcall('HSET', key, 'state', 2)
 end
 
@@ -76,14 +129,76 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0
   else
     redis.call('ZREM', KEYS[3], id)
     redis.call('HSET', key, 'state', 2, 'error', 'lease expired', 'token', '0', 'lease', 0)
-    redis.call('ZADD', KEYS[2], -tonumber(h.prio), id)
+    ready(id, tonumber(h.prio), h.rkey)
+  end
+end
+
+-- 2b. Rate keys whose time has come: promote each one's head job into
+-- pending, where it competes by priority; forget keys that waited out their
+-- interval with nothing behind them.
+for _, rkey in ipairs(redis.call('ZRANGEBYSCORE', RKEYS, '-inf', now, 'LIMIT', 0, BATCH)) do
+  local rk = tag_prefix .. 'rk:' .. rkey
+  local head = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    redis.call('ZREM', RKEYS, rkey)
+  else
+    redis.call('ZREM', rk, head[1])
+    redis.call('ZREM', RKWAIT, head[1])
+    redis.call('ZADD', KEYS[2], head[2], head[1])
+    redis.call('ZADD', RKEYS, '+inf', rkey)
+    redis.call('HSET', RKFLIGHT, head[1], rkey)
+  end
+end
+
+-- Queue gates: manual pause, automatic pause (one probe job after the
+-- interval), concurrency limit (the active zset is the lease set, expired
+-- leases were recovered above), rate limit (GCRA in microseconds, server
+-- clock). `allow` bounds how many jobs step 3 may lease; `gate_due` is when a
+-- closed gate opens by itself (0: only on a wake-up: resume, ack, fail).
+-- Same rules as the gate functions of memory/memory.c.
+local GATE_CONFIG, GATE_STATE = KEYS[6], KEYS[7]
+local gcfg = redis.call('HMGET', GATE_CONFIG, 'rate_limit', 'rate_period', 'rate_burst', 'climit',
+  'pause_after')
+local gst = redis.call('HMGET', GATE_STATE, 'paused', 'level', 'until', 'probe', 'tat')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local rate, climit = tonumber(gcfg[1]) or 0, tonumber(gcfg[4]) or 0
+local auto = (tonumber(gcfg[5]) or 0) > 0 and (tonumber(gst[2]) or 0) > 0
+local allow, gate_due = max, 0
+local emission, tau, tat = 0, 0, 0
+if rate > 0 then
+  emission = math.ceil((tonumber(gcfg[2]) or 1000) * 1000 / rate)
+  tau = ((tonumber(gcfg[3]) or 1) - 1) * emission
+  tat = math.max(tonumber(gst[5]) or 0, now_us)
+end
+local probe = gst[4] or ''
+if auto and probe ~= '' and redis.pcall('HGET', prefix .. probe, 'state') ~= '3' then
+  probe = '' -- the probe came back without an outcome (lease expired): another may go
+end
+if gst[1] == '1' then
+  allow = 0
+else
+  if auto then
+    local till = tonumber(gst[3]) or 0
+    if now < till then
+      allow, gate_due = 0, till
+    elseif probe ~= '' then
+      allow = 0
+    else
+      allow = 1
+    end
+  end
+  if allow > 0 and climit > 0 then
+    allow = math.max(0, math.min(allow, climit - redis.call('ZCARD', KEYS[3])))
+  end
+  if allow > 0 and rate > 0 then
+    allow = math.max(0, math.min(allow, math.floor((now_us + tau - tat) / emission) + 1))
   end
 end
 
 -- 3. Lease up to max pending jobs: highest priority, then oldest id.
 local out = {}
 local taken = 0
-while taken < max do
+while taken < max and taken < allow do
   local ids = redis.call('ZRANGE', KEYS[2], 0, 0)
   if #ids == 0 then break end
   local id = ids[1]
@@ -102,6 +217,14 @@ while taken < max do
     local expiry = now + lease
     redis.call('HSET', key, 'state', 3, 'attempt', attempt, 'token', token, 'lease', expiry)
     redis.call('ZADD', KEYS[3], expiry, id)
+    -- rate key: the key's next job may start an interval from now
+    if h.rkey and h.rkey ~= '' then
+      rk_left(id, now + (tonumber(h.rint) or 0))
+      rk_started = true
+    end
+    -- queue gates: spend a rate token; the first job after an automatic pause is the probe
+    if rate > 0 then tat = math.max(tat, now_us) + emission end
+    if auto then probe = id end
     local n = #out
     out[n + 1] = id
     out[n + 2] = h.task
@@ -119,6 +242,10 @@ while taken < max do
     out[n + 14] = h.error or ''
     out[n + 15] = token
     out[n + 16] = expiry
+    out[n + 17] = h.meta or ''
+    out[n + 18] = h.rkey or ''                       -- rate key ('' none)
+    out[n + 19] = tonumber(h.rint or '') or 0        -- rate interval ms
+    out[n + 20] = h.uud == '1' and 1 or 0            -- unique until done
   end
 end
 
@@ -128,8 +255,29 @@ local s = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #s > 0 then next_due = tonumber(s[2]) end
 local a = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if #a > 0 and (next_due == 0 or tonumber(a[2]) < next_due) then next_due = tonumber(a[2]) end
+-- Rate keys: when the next key may promote a job (keys in flight are +inf);
+-- after a key was re-scored with jobs behind it, wake a blocked fetch so that
+-- it re-computes its wait.
+local rkn = redis.call('ZRANGEBYSCORE', RKEYS, '-inf', '(+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #rkn > 0 and (next_due == 0 or tonumber(rkn[2]) < next_due) then next_due = tonumber(rkn[2]) end
+if rk_started and redis.call('ZCARD', RKWAIT) > 0 then redis.call('ZADD', KEYS[5], now, 'm') end
+-- Queue gates: keep their state; with jobs left and a gate closed, wake when
+-- it opens (next rate token, end of the pause) and do not wake other fetches
+-- now: they would find the gate closed too.
+if taken > 0 and rate > 0 then
+  redis.call('HSET', GATE_STATE, 'tat', string.format('%.0f', tat))
+end
+if taken > 0 and auto then redis.call('HSET', GATE_STATE, 'probe', probe) end
+local waiting = redis.call('ZCARD', KEYS[2])
+if waiting > 0 and rate > 0 and gst[1] ~= '1' then
+  local at = math.ceil((math.max(tat, now_us) - tau) / 1000)
+  if at > now and (gate_due == 0 or at > gate_due) then gate_due = at end
+end
+if waiting > 0 and gate_due > 0 and (next_due == 0 or gate_due < next_due) then
+  next_due = gate_due
+end
 -- Work left over: wake another blocked fetch at once.
-if redis.call('ZCARD', KEYS[2]) > 0 then redis.call('ZADD', KEYS[5], now, 'm') end
+if waiting > 0 and allow >= max then redis.call('ZADD', KEYS[5], now, 'm') end
 
 local res = {now, next_due, taken}
 for i = 1, #out do res[3 + i] = out[i] end

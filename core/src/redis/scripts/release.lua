@@ -2,6 +2,7 @@
 -- attempt it was fetched with.
 -- KEYS[1] job  KEYS[2] active  KEYS[3] pending  KEYS[4] marker
 -- ARGV[1] id  ARGV[2] token
+-- KEYS[5] gate state hash (a released probe job lets another be the probe)
 -- Returns 0 | -9
 local st = redis.pcall('HMGET', KEYS[1], 'state', 'token', 'attempt', 'prio')
 if type(st) ~= 'table' or st.err or st[1] ~= '3' or st[2] ~= ARGV[2] then return -9 end
@@ -10,6 +11,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local attempt = (tonumber(st[3]) or 1) - 1
 if attempt < 0 then attempt = 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[5], 'probe') == ARGV[1] then redis.call('HSET', KEYS[5], 'probe', '') end
 redis.call('HSET', KEYS[1], 'state', 2, 'attempt', attempt, 'token', '0', 'lease', 0)
 redis.call('ZADD', KEYS[3], -(tonumber(st[4]) or 0), ARGV[1])
 redis.call('ZADD', KEYS[4], now, 'm')
