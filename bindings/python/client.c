@@ -539,16 +539,28 @@ static PyObject *client_wait(PyObject *op, PyObject *args)
 static PyObject *client_queue_configure(PyObject *op, PyObject *args, PyObject *kw)
 {
     rqpy_client *self = (rqpy_client *)op;
-    static char *kwlist[] = {"queue", "max_len", NULL};
+    static char *kwlist[] = {"queue", "max_len", "rate_limit", "rate_period_ms", "rate_burst",
+                             "concurrency_limit", "pause_after_failures", "pause_min_ms",
+                             "pause_max_ms", NULL};
     const char *queue;
-    long long max_len = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$L:queue_configure", kwlist, &queue, &max_len))
+    runq_queue_options o = RUNQ_QUEUE_OPTIONS_INIT;
+    long long v[8] = {o.max_len, o.rate_limit, o.rate_period_ms, o.rate_burst,
+                      o.concurrency_limit, o.pause_after_failures, o.pause_min_ms,
+                      o.pause_max_ms};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$LLLLLLLL:queue_configure", kwlist, &queue,
+                                     &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]))
         return NULL;
     runq_client *c = client_get(self);
     if (c == NULL)
         return NULL;
-    runq_queue_options o = RUNQ_QUEUE_OPTIONS_INIT;
-    o.max_len = max_len;
+    o.max_len = v[0];
+    o.rate_limit = v[1];
+    o.rate_period_ms = v[2];
+    o.rate_burst = v[3];
+    o.concurrency_limit = v[4];
+    o.pause_after_failures = v[5];
+    o.pause_min_ms = v[6];
+    o.pause_max_ms = v[7];
     int rc;
     const char *detail = "";
     ENGINE_CALL(self, rc = runq_queue_configure(c, queue, &o); if (rc != 0) detail = runq_error_last());
@@ -572,9 +584,39 @@ static PyObject *client_queue_stats(PyObject *op, PyObject *args)
     ENGINE_CALL(self, rc = runq_queue_stats_get(&s, c, queue); if (rc != 0) detail = runq_error_last());
     if (rc != 0)
         return rqpy_raise_msg(client_state(self), rc, detail, NULL);
-    return Py_BuildValue("{sLsLsLsL}", "scheduled", (long long)s.scheduled, "pending",
+    return Py_BuildValue("{sLsLsLsLsLsL}", "scheduled", (long long)s.scheduled, "pending",
                          (long long)s.pending, "active", (long long)s.active, "dead",
-                         (long long)s.dead);
+                         (long long)s.dead, "paused", (long long)s.paused, "paused_until_ms",
+                         (long long)s.paused_until_ms);
+}
+
+/* queue_pause(queue) / queue_resume(queue): the engine's manual pause. */
+static PyObject *queue_set_paused(PyObject *op, PyObject *args, int paused)
+{
+    rqpy_client *self = (rqpy_client *)op;
+    const char *queue;
+    if (!PyArg_ParseTuple(args, paused ? "s:queue_pause" : "s:queue_resume", &queue))
+        return NULL;
+    runq_client *c = client_get(self);
+    if (c == NULL)
+        return NULL;
+    int rc;
+    const char *detail = "";
+    ENGINE_CALL(self, rc = paused ? runq_queue_pause(c, queue) : runq_queue_resume(c, queue);
+                if (rc != 0) detail = runq_error_last());
+    if (rc != 0)
+        return rqpy_raise_msg(client_state(self), rc, detail, NULL);
+    Py_RETURN_NONE;
+}
+
+static PyObject *client_queue_pause(PyObject *op, PyObject *args)
+{
+    return queue_set_paused(op, args, 1);
+}
+
+static PyObject *client_queue_resume(PyObject *op, PyObject *args)
+{
+    return queue_set_paused(op, args, 0);
 }
 
 static PyObject *client_dead_list(PyObject *op, PyObject *args)
@@ -656,7 +698,11 @@ static PyMethodDef client_methods[] = {
     {"get", client_get_job, METH_VARARGS, "get(id) -> Job snapshot"},
     {"wait", client_wait, METH_VARARGS, "wait(id, timeout_ms=-1) -> Job snapshot"},
     {"queue_configure", (PyCFunction)(void (*)(void))client_queue_configure,
-     METH_VARARGS | METH_KEYWORDS, "queue_configure(queue, *, max_len=0)"},
+     METH_VARARGS | METH_KEYWORDS,
+     "queue_configure(queue, *, max_len=0, rate_limit=0, rate_period_ms=1000, rate_burst=1, "
+     "concurrency_limit=0, pause_after_failures=0, pause_min_ms=1000, pause_max_ms=300000)"},
+    {"queue_pause", client_queue_pause, METH_VARARGS, "queue_pause(queue): no job is leased"},
+    {"queue_resume", client_queue_resume, METH_VARARGS, "queue_resume(queue)"},
     {"queue_stats", client_queue_stats, METH_VARARGS, "queue_stats(queue) -> dict"},
     {"dead_list", client_dead_list, METH_VARARGS, "dead_list(queue, cap=100) -> [id]"},
     {"dead_retry", client_dead_retry, METH_VARARGS, "dead_retry(id)"},

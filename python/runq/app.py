@@ -243,8 +243,42 @@ class App:
         return JobRef(self, job_id)
 
     # ---- queues -------------------------------------------------------------
-    def configure_queue(self, queue: str, *, max_len: int = 0) -> None:
-        self.client.queue_configure(queue, max_len=max_len)
+    def configure_queue(
+        self,
+        queue: str,
+        *,
+        max_len: int = 0,
+        rate_limit: tuple[int, Seconds] | None = None,
+        rate_burst: int = 1,
+        concurrency_limit: int = 0,
+        pause_after_failures: int = 0,
+        pause_min: Seconds = 1.0,
+        pause_max: Seconds = 300.0,
+    ) -> None:
+        """Set every option of a queue, for every worker of every process.
+
+        rate_limit=(n, period): at most n jobs leased per period seconds
+        (rate_burst at once after an idle spell); concurrency_limit: at most
+        that many leased at once; pause_after_failures=N: N failed attempts in
+        a row pause the queue for pause_min seconds, doubling up to pause_max,
+        then one probe job runs. Options left out are turned off."""
+        opts: dict[str, int] = {}
+        if rate_limit is not None:
+            n, period = rate_limit
+            opts.update(rate_limit=int(n), rate_period_ms=_ms(period, "rate_limit period") or 0)
+        self.client.queue_configure(
+            queue, max_len=max_len, rate_burst=rate_burst, concurrency_limit=concurrency_limit,
+            pause_after_failures=pause_after_failures,
+            pause_min_ms=_ms(pause_min, "pause_min") or 0,
+            pause_max_ms=_ms(pause_max, "pause_max") or 0, **opts)
+
+    def pause(self, queue: str = "default") -> None:
+        """No worker of any process leases the queue's jobs until resume()."""
+        self.client.queue_pause(queue)
+
+    def resume(self, queue: str = "default") -> None:
+        """Undo pause() (and end an automatic pause); blocked workers wake at once."""
+        self.client.queue_resume(queue)
 
     def queue_stats(self, queue: str = "default") -> dict[str, int]:
         return self.client.queue_stats(queue)
