@@ -656,8 +656,27 @@ static int c_stats(lua_State *L)
     lua_pushnumber(L, (lua_Number)s.pending); lua_setfield(L, -2, "pending");
     lua_pushnumber(L, (lua_Number)s.active); lua_setfield(L, -2, "active");
     lua_pushnumber(L, (lua_Number)s.dead); lua_setfield(L, -2, "dead");
+    static const char *const paused[] = { "none", "manual", "auto" };
+    lua_pushstring(L, paused[s.paused >= 0 && s.paused <= 2 ? s.paused : 0]);
+    lua_setfield(L, -2, "paused");
+    set_time(L, "paused_until", s.paused_until_ms);
     return 1;
 }
+
+/* client:pause(queue) / client:resume(queue): the engine's manual pause. */
+static int c_set_paused(lua_State *L, int paused)
+{
+    cl_box *b = check_client(L, 1);
+    const char *q = luaL_checkstring(L, 2);
+    int rc = paused ? runq_queue_pause(b->c, q) : runq_queue_resume(b->c, q);
+    if (rc != 0)
+        return push_rq_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int c_pause(lua_State *L) { return c_set_paused(L, 1); }
+static int c_resume(lua_State *L) { return c_set_paused(L, 0); }
 
 static int c_dead(lua_State *L)
 {
@@ -707,6 +726,27 @@ static int c_configure(lua_State *L)
         return push_msg_error(L, err, "EINVAL");
     if (r)
         qo.max_len = iv;
+    /* Queue gates: counts are integers, periods seconds (engine checks the rest). */
+    static const struct { const char *name; size_t off; int secs; } gates[] = {
+        { "rate_limit", offsetof(runq_queue_options, rate_limit), 0 },
+        { "rate_period", offsetof(runq_queue_options, rate_period_ms), 1 },
+        { "rate_burst", offsetof(runq_queue_options, rate_burst), 0 },
+        { "concurrency_limit", offsetof(runq_queue_options, concurrency_limit), 0 },
+        { "pause_after_failures", offsetof(runq_queue_options, pause_after_failures), 0 },
+        { "pause_min", offsetof(runq_queue_options, pause_min_ms), 1 },
+        { "pause_max", offsetof(runq_queue_options, pause_max_ms), 1 },
+    };
+    for (size_t i = 0; i < sizeof gates / sizeof gates[0]; i++) {
+        int64_t v = 0;
+        if (gates[i].secs)
+            r = opt_secs(L, o, gates[i].name, &v, err);
+        else if ((r = opt_int(L, o, gates[i].name, 0, INT64_MAX / 2, &iv, err)) > 0)
+            v = iv;
+        if (r < 0)
+            return push_msg_error(L, err, "EINVAL");
+        if (r)
+            memcpy((char *)&qo + gates[i].off, &v, sizeof v);
+    }
     int rc = runq_queue_configure(b->c, q, &qo);
     if (rc != 0)
         return push_rq_error(L, rc);
@@ -1087,7 +1127,8 @@ int luaopen_runq_core(lua_State *L)
         { "close", c_close }, { "backend", c_backend }, { "task", c_task },
         { "enqueue", c_enqueue }, { "get", c_get }, { "wait", c_wait },
         { "stats", c_stats }, { "dead", c_dead }, { "retry_dead", c_retry_dead },
-        { "configure", c_configure }, { "worker", c_worker }, { NULL, NULL }
+        { "configure", c_configure }, { "worker", c_worker },
+        { "pause", c_pause }, { "resume", c_resume }, { NULL, NULL }
     };
     static const luaL_Reg worker_m[] = {
         { "run_once", w_run_once }, { "stop", w_stop }, { "stopped", w_stopped },

@@ -81,6 +81,8 @@ function App:stats(queue) return self.client:stats(queue) end
 function App:dead(queue, cap) return self.client:dead(queue, cap) end
 function App:retry_dead(id) return self.client:retry_dead(id) end
 function App:configure(queue, opts) return self.client:configure(queue, opts) end
+function App:pause(queue) return self.client:pause(queue or "default") end
+function App:resume(queue) return self.client:resume(queue or "default") end
 function App:close() return self.client:close() end
 
 -- app:worker{queues=..., weights=..., concurrency=..., lease=..., auto_extend=...}
