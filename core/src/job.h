@@ -33,9 +33,21 @@ struct runq_job {
     int64_t ttl_ms;
     char *unique_key;        /* NULL: none */
     int64_t unique_ttl_ms;
+    /* Per-key interval limit and unique-until-done (engineer B's block):
+     * jobs of one queue with the same rate_key are leased at least
+     * rate_interval_ms apart; unique_until_done holds unique_key until the
+     * job is done or dead instead of for unique_ttl_ms. */
+    char *rate_key;          /* NULL: none */
+    int64_t rate_interval_ms;
+    bool unique_until_done;
     uint8_t *result;         /* msgpack, or NULL */
     size_t result_len;
     char *error;             /* last failure message, or NULL */
+    int version;             /* record version (docs/protocol.md): 1 */
+    /* Metadata pairs in the order given; nmeta of each, strings owned. */
+    char **meta_keys;
+    char **meta_values;
+    size_t nmeta;
 
     /* Lease, set by a backend's fetch: only the holder of this token may ack,
      * fail, extend or release the job. */
@@ -48,6 +60,9 @@ struct runq_job {
     int64_t started_mono_ms;     /* when the handler started */
     bool in_handler;             /* owned by the engine during a handler call */
     bool settled;                /* acked, failed or released */
+    bool enqueuing;              /* in before_enqueue hooks: meta may change */
+    bool processed;              /* before_process hooks ran: after_process is owed */
+    int64_t started_us;          /* before_process time, for after_process */
     atomic_bool cancel;          /* set by worker stop past grace */
     struct runq_job *next;       /* intrusive list link for the worker */
     struct runq_job *prev;
@@ -61,6 +76,16 @@ void rq_job_destroy(runq_job *job);
 /* Replace a string/buffer field, freeing the old value. */
 int rq_job_set_str(char **field, const char *value);
 int rq_job_set_buf(uint8_t **field, size_t *len, const void *value, size_t n);
+
+/* Metadata: add or replace a pair (value NULL removes it), checking the key
+ * and value. */
+int rq_job_meta_put(runq_job *job, const char *key, const char *value);
+/* The metadata as one msgpack map of str -> str. *out from rq_malloc (the
+ * caller frees it), NULL with *len 0 when there is none. */
+int rq_job_meta_encode(const runq_job *job, uint8_t **out, size_t *len);
+/* Replace the metadata with a msgpack map of str -> str. RUNQ_EPROTO with
+ * the detail set when the bytes are not one. Empty input: no metadata. */
+int rq_job_meta_decode(runq_job *job, const void *buf, size_t len);
 
 
 #endif

@@ -13,7 +13,7 @@
 #include <uv.h>
 
 #define KEY_MAX (RUNQ_NAME_MAX * 2 + 64)
-#define FETCH_FIELDS 17
+#define FETCH_FIELDS 20 /* 17, then rate key, rate interval, unique until done */
 #define BLOCK_SLICE_MS 30000 /* longest single BZPOPMIN; the loop re-arms it */
 
 enum { S_ENQUEUE, S_FETCH, S_ACK, S_FAIL, S_RELEASE, S_EXTEND, S_BURY, S_DEAD_RETRY,
@@ -49,6 +49,37 @@ static void done_key(char out[KEY_MAX], const char *queue, const char *id) {
 }
 static void lookup_key(char out[KEY_MAX], const char *id) {
     snprintf(out, KEY_MAX, "runq:id:%s", id);
+}
+/* Declare {runq:Q}:<kind><name> in KEYS, where name is a unique key or a
+ * rate key (up to 1024 bytes, so the key may be longer than KEY_MAX); with
+ * name NULL, the bare prefix: a placeholder the script leaves alone. */
+static void call_key_named(rq_call *c, const char *queue, const char *kind, const char *name) {
+    char k[KEY_MAX];
+    snprintf(k, KEY_MAX, "{runq:%s}:%s", queue, kind);
+    if (!name) {
+        rq_call_key(c, k);
+        return;
+    }
+    size_t kl = strlen(k), nl = strlen(name);
+    char *full = rq_malloc(kl + nl + 1);
+    if (!full) {
+        c->oom = true;
+        return;
+    }
+    memcpy(full, k, kl);
+    memcpy(full + kl, name, nl + 1);
+    rq_call_key(c, full);
+    rq_free(full);
+}
+/* Rate keys (per-key interval limit): the key's waiting jobs, the key
+ * schedule and the set of every waiting keyed job (docs/redis-backend.md). */
+static void rate_keys(rq_call *c, const char *queue, const char *rate_key) {
+    char k[KEY_MAX];
+    call_key_named(c, queue, "rk:", rate_key);
+    qkey(k, queue, "rkeys");
+    rq_call_key(c, k);
+    qkey(k, queue, "rkwait");
+    rq_call_key(c, k);
 }
 /* Queue gates: the options hash and the gate state hash (pause, automatic
  * pause, rate limiter), declared by every script that reads them. */
@@ -98,23 +129,10 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const runq_job *j) {
     rq_call_key(c, k);
     qkey(k, j->queue, "config");
     rq_call_key(c, k);
-    snprintf(k, KEY_MAX, "{runq:%s}:unique:", j->queue);
-    if (j->unique_key) {
-        /* Declared whole in KEYS; the key itself may be long. */
-        size_t kl = strlen(k), ul = strlen(j->unique_key);
-        char *uk = rq_malloc(kl + ul + 1);
-        if (!uk) c->oom = true;
-        else {
-            memcpy(uk, k, kl);
-            memcpy(uk + kl, j->unique_key, ul + 1);
-            rq_call_key(c, uk);
-            rq_free(uk);
-        }
-    } else {
-        rq_call_key(c, k);
-    }
+    call_key_named(c, j->queue, "unique:", j->unique_key);
     lookup_key(k, j->id);
     rq_call_key(c, k);
+    rate_keys(c, j->queue, j->rate_key); /* KEYS[8..10] */
     rq_call_str(c, j->id);
     rq_call_str(c, j->task);
     rq_call_str(c, j->queue);
@@ -133,6 +151,9 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const runq_job *j) {
     if (rq_job_meta_encode(j, &meta, &meta_len)) c->oom = true;
     rq_call_bin(c, meta ? (const char *)meta : "", meta_len); /* ARGV[14] */
     rq_free(meta);
+    rq_call_str(c, j->rate_key ? j->rate_key : ""); /* ARGV[15..17]: rate key, unique until done */
+    rq_call_i64(c, j->rate_interval_ms);
+    rq_call_str(c, j->unique_until_done ? "1" : "0");
 }
 
 static int redis_enqueue(runq_backend *b, runq_job **jobs, int *results, size_t n, int replicate,
@@ -226,7 +247,7 @@ static int reply_str(const rq_reply *r, char **field, bool empty_is_null) {
     return rq_job_set_str(field, r->str);
 }
 
-/* Build a job from 17 fetch fields. RUNQ_EPROTO with *why set when the
+/* Build a job from FETCH_FIELDS fetch fields. RUNQ_EPROTO with *why set when the
  * record is malformed in a way the script could not see. */
 static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const char **why) {
     runq_job *j = rq_job_new();
@@ -272,6 +293,15 @@ static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const ch
         goto out;
     }
     if (rc) goto out;
+    /* Rate key and unique-until-done (fields 18 to 20). */
+    if ((rc = reply_str(f[17], &j->rate_key, true)) || !reply_i64(f[18], &v[18]) ||
+        !reply_i64(f[19], &v[19])) {
+        *why = "bad rate key or unique-until-done field";
+        rc = RUNQ_EPROTO;
+        goto out;
+    }
+    j->rate_interval_ms = v[18];
+    j->unique_until_done = v[19] != 0;
     j->version = 1; /* fetch.lua dead-letters every other version */
     j->attempt = (int)v[4];
     j->max_retries = (int)v[5];
@@ -295,7 +325,7 @@ out:
 /* Dead-letter a leased job the client cannot decode. Best effort: if this
  * fails, the lease expires and the next fetch meets the job again. */
 static int bury_job(rq_redis *rb, const char *queue, const char *id, const char *token,
-                    const char *reason) {
+                    const char *reason, const char *unique_key) {
     char k[KEY_MAX];
     rq_call c;
     rq_call_init(&c, rb->script[S_BURY]);
@@ -307,6 +337,7 @@ static int bury_job(rq_redis *rb, const char *queue, const char *id, const char 
     rq_call_key(&c, k);
     done_key(k, queue, id);
     rq_call_key(&c, k);
+    call_key_named(&c, queue, "unique:", unique_key); /* unique-until-done: let it go */
     rq_call_str(&c, id);
     rq_call_str(&c, token);
     rq_call_str(&c, reason);
@@ -321,18 +352,19 @@ static int bury_job(rq_redis *rb, const char *queue, const char *id, const char 
 }
 
 static void bury(rq_redis *rb, const char *queue, const rq_reply *id, const rq_reply *token,
-                 const char *why) {
+                 const rq_reply *ukey, const char *why) {
     if (!id || id->type != RQ_REPLY_STRING || !token || token->type != RQ_REPLY_STRING) return;
     char reason[160];
     snprintf(reason, sizeof reason, "corrupt job: %s", why);
-    (void)bury_job(rb, queue, id->str, token->str, reason);
+    const char *uk = ukey && ukey->type == RQ_REPLY_STRING && ukey->len ? ukey->str : NULL;
+    (void)bury_job(rb, queue, id->str, token->str, reason, uk);
 }
 
 /* The backend op: the engine found a leased job unreadable. */
 static int redis_bury(runq_backend *b, const runq_job *job, const char *reason) {
     char token[24];
     snprintf(token, sizeof token, "%" PRIu64, job->lease_token);
-    return bury_job(RB(b), job->queue, job->id, token, reason);
+    return bury_job(RB(b), job->queue, job->id, token, reason, job->unique_key);
 }
 
 /* One fetch script on one queue. Appends leased jobs to out[*n...]. */
@@ -348,6 +380,11 @@ static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *
         rq_call_key(&c, k);
     }
     gate_keys(&c, queue);
+    static const char *const rate[] = {"rkeys", "rkwait", "rkflight"}; /* KEYS[8..10] */
+    for (size_t i = 0; i < 3; i++) {
+        qkey(k, queue, rate[i]);
+        rq_call_key(&c, k);
+    }
     snprintf(k, KEY_MAX, "{runq:%s}:job:", queue);
     rq_call_str(&c, k);
     rq_call_i64(&c, req->lease_ms);
@@ -377,7 +414,8 @@ static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *
         runq_job *j = NULL;
         int jrc = job_from_fetch(&j, r, at, &why);
         if (jrc == RUNQ_EPROTO) {
-            bury(rb, queue, rq_reply_at(r, at), rq_reply_at(r, at + 14), why);
+            bury(rb, queue, rq_reply_at(r, at), rq_reply_at(r, at + 14), rq_reply_at(r, at + 11),
+                 why);
             continue;
         }
         if (jrc) {
@@ -512,6 +550,7 @@ static int redis_ack(runq_backend *b, const runq_job *job, const void *result, s
     rq_call_key(&c, k);
     qkey(k, job->queue, "marker");
     rq_call_key(&c, k);
+    call_key_named(&c, job->queue, "unique:", job->unique_key); /* KEYS[9]: unique-until-done */
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
     rq_call_bin(&c, result, result ? result_len : 0);
@@ -543,6 +582,7 @@ static int redis_fail(runq_backend *b, const runq_job *job, const char *error,
     gate_keys(&c, job->queue);
     qkey(k, job->queue, "pending");
     rq_call_key(&c, k);
+    call_key_named(&c, job->queue, "unique:", job->unique_key); /* KEYS[10]: unique-until-done */
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
     rq_call_str(&c, error ? error : "failed");
@@ -569,6 +609,7 @@ static int redis_release(runq_backend *b, const runq_job *job) {
     rq_call_key(&c, k);
     qkey(k, job->queue, "gate");
     rq_call_key(&c, k);
+    rate_keys(&c, job->queue, job->rate_key); /* KEYS[6..8]: back behind its rate key */
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
     int rc = run1(rb, &c, "release");
@@ -685,6 +726,7 @@ static int job_from_hash(runq_job **out, const rq_reply *h, const char *id, cons
         rc = rq_job_set_buf(&j->result, &j->result_len, s, rlen);
     if (!rc && (s = hfield(h, "error", NULL)) && *s) rc = rq_job_set_str(&j->error, s);
     if (!rc && (s = hfield(h, "ukey", NULL)) && *s) rc = rq_job_set_str(&j->unique_key, s);
+    if (!rc && (s = hfield(h, "rkey", NULL)) && *s) rc = rq_job_set_str(&j->rate_key, s);
     size_t mlen = 0;
     /* Lenient like the rest: unreadable metadata reads as none. */
     if (!rc && (s = hfield(h, "meta", &mlen)) && rq_job_meta_decode(j, s, mlen) == RUNQ_ENOMEM)
@@ -705,6 +747,8 @@ static int job_from_hash(runq_job **out, const rq_reply *h, const char *id, cons
     j->timeout_ms = hnum(h, "timeout");
     j->deadline_ms = hnum(h, "deadline");
     j->unique_ttl_ms = hnum(h, "uttl");
+    j->rate_interval_ms = hnum(h, "rint");
+    j->unique_until_done = hnum(h, "uud") != 0;
     if ((s = hfield(h, "token", NULL))) j->lease_token = strtoull(s, NULL, 10);
     j->lease_until_ms = hnum(h, "lease");
     *out = j;
@@ -829,6 +873,8 @@ static int redis_stats(runq_backend *b, const char *queue, runq_queue_stats *out
         rq_call_key(&c, k);
     }
     gate_keys(&c, queue);
+    qkey(k, queue, "rkwait"); /* KEYS[7]: jobs behind a rate key are pending too */
+    rq_call_key(&c, k);
     int rc = run1(rb, &c, "stats");
     int64_t v[6] = {0};
     for (size_t i = 0; rc == 0 && i < 6; i++)
@@ -872,9 +918,17 @@ static int redis_dead_retry(runq_backend *b, const char *id) {
     char queue[RUNQ_NAME_MAX + 1], k[KEY_MAX];
     int rc = job_queue(rb, id, queue);
     if (rc) return rc;
+    /* The job's unique and rate keys name keys the script must declare:
+     * read them first (the script checks they are still the record's). */
+    jkey(k, queue, id);
+    const char *hargv[4] = {"HMGET", k, "ukey", "rkey"};
+    rq_reply *names = NULL;
+    if ((rc = simple(rb, 4, hargv, &names, "dead_retry"))) return rc;
+    const rq_reply *uk = rq_reply_at(names, 0), *rk = rq_reply_at(names, 1);
+    const char *ukey = uk && uk->type == RQ_REPLY_STRING && uk->len ? uk->str : NULL;
+    const char *rkey = rk && rk->type == RQ_REPLY_STRING && rk->len ? rk->str : NULL;
     rq_call c;
     rq_call_init(&c, rb->script[S_DEAD_RETRY]);
-    jkey(k, queue, id);
     rq_call_key(&c, k);
     qkey(k, queue, "dead");
     rq_call_key(&c, k);
@@ -884,11 +938,26 @@ static int redis_dead_retry(runq_backend *b, const char *id) {
     rq_call_key(&c, k);
     done_key(k, queue, id);
     rq_call_key(&c, k);
+    call_key_named(&c, queue, "unique:", ukey); /* KEYS[6..9] */
+    rate_keys(&c, queue, rkey);
     rq_call_str(&c, id);
+    rq_call_str(&c, ukey ? ukey : "");
+    rq_call_str(&c, rkey ? rkey : "");
+    rq_reply_free(names);
     rc = run1(rb, &c, "dead_retry");
     long long code = 0;
-    if (rc == 0 && !rq_reply_int(c.reply, &code))
+    const rq_reply *holder = NULL;
+    if (rc == 0 && c.reply->type == RQ_REPLY_ARRAY) { /* {-6, holder} */
+        rq_reply_int(rq_reply_at(c.reply, 0), &code);
+        holder = rq_reply_at(c.reply, 1);
+    } else if (rc == 0 && !rq_reply_int(c.reply, &code)) {
         rc = rq_error(RUNQ_EPROTO, "redis dead_retry: bad reply");
+    }
+    if (rc == 0 && code == RUNQ_EDUPLICATE)
+        rc = rq_error(RUNQ_EDUPLICATE, "job %s: its unique key is held by job %s", id,
+                      holder && holder->type == RQ_REPLY_STRING ? holder->str : "?");
+    if (rc == 0 && code == RUNQ_EPROTO)
+        rc = rq_error(RUNQ_EPROTO, "job %s: its unique or rate key changed during the retry", id);
     if (rc == 0 && code == RUNQ_ENOTFOUND) rc = rq_error(RUNQ_ENOTFOUND, "no job %s", id);
     if (rc == 0 && code == RUNQ_ESTATE) rc = rq_error(RUNQ_ESTATE, "job %s is not dead", id);
     rq_call_clear(&c);

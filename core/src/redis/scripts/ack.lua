@@ -3,6 +3,8 @@
 -- KEYS[4] finish notice list {runq:Q}:done:ID (wakes runq_job_wait)
 -- ARGV[1] id  ARGV[2] lease token  ARGV[3] result (may be '')  ARGV[4] result ttl ms
 -- KEYS[5] config hash  KEYS[6] gate state hash  KEYS[7] pending  KEYS[8] marker
+-- KEYS[9] {runq:Q}:unique:<the job's unique key> (released if the job holds it
+--         until done)
 -- Returns 0 | -9 (stale: the lease was lost)
 local st = redis.pcall('HMGET', KEYS[1], 'state', 'token')
 if type(st) ~= 'table' or st.err or st[1] ~= '3' or st[2] ~= ARGV[2] then return -9 end
@@ -19,6 +21,12 @@ if reopened or (tonumber(gst[1]) or 0) > 0 then
 end
 if (reopened or (tonumber(gcfg[1]) or 0) > 0) and redis.call('ZCARD', KEYS[7]) > 0 then
   redis.call('ZADD', KEYS[8], now, 'm')
+end
+-- Unique-until-done: the job lets its unique key go in this same step, if it
+-- still holds it (a later holder's key is never touched).
+local u = redis.call('HMGET', KEYS[1], 'uud', 'ukey')
+if u[1] == '1' and u[2] and u[2] ~= '' and KEYS[9] and redis.call('GET', KEYS[9]) == ARGV[1] then
+  redis.call('DEL', KEYS[9])
 end
 redis.call('HSET', KEYS[1], 'state', 4, 'result', ARGV[3], 'token', '0', 'lease', 0, 'finished', now)
 local ttl = tonumber(ARGV[4])

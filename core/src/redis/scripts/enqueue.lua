@@ -7,7 +7,12 @@
 -- KEYS[6] unique key      {runq:Q}:unique:KEY  (unused when ARGV[12] == '')
 -- KEYS[7] id lookup       runq:id:ID -> Q       (get/wait by id)
 -- ARGV: id task queue args max_retries priority eta_ms delay_ms timeout_ms
---       deadline_ms ttl_ms unique_key unique_ttl_ms
+--       deadline_ms ttl_ms unique_key unique_ttl_ms meta
+--       (meta, ARGV[14]: msgpack map of str -> str, or '' / absent for none)
+-- Rate key and unique-until-done (absent: none):
+-- KEYS[8] {runq:Q}:rk:KEY (the key's waiting jobs)  KEYS[9] {runq:Q}:rkeys
+-- KEYS[10] {runq:Q}:rkwait (every job waiting behind a rate key)
+-- ARGV[15] rate key ('' none)  ARGV[16] rate interval ms  ARGV[17] unique until done (1/0)
 -- Returns {0, id, created, eta, deadline, state} | {-6, holder_id} | {-7}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -19,8 +24,10 @@ if ukey ~= '' then
   if holder then return {-6, holder} end
 end
 local maxlen = tonumber(redis.call('HGET', KEYS[5], 'max_len') or '0') or 0
-if maxlen > 0 and redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= maxlen then
-  return {-7}
+if maxlen > 0 then
+  local waiting = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+  if KEYS[10] then waiting = waiting + redis.call('ZCARD', KEYS[10]) end -- behind rate keys
+  if waiting >= maxlen then return {-7} end
 end
 
 local eta = tonumber(ARGV[7])
@@ -42,9 +49,21 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'id', id, 'task', ARGV[2], 'queue', ARGV[3], 'args', ARGV[4],
   'state', state, 'attempt', 0, 'maxr', ARGV[5], 'prio', prio, 'created', now,
   'eta', eta, 'timeout', ARGV[9], 'deadline', deadline, 'ukey', ukey,
-  'uttl', ARGV[13], 'token', '0', 'lease', 0)
+  'uttl', ARGV[13], 'token', '0', 'lease', 0, 'v', 1)
+local meta = ARGV[14] or ''
+if meta ~= '' then redis.call('HSET', KEYS[1], 'meta', meta) end
+-- Rate key: a ready keyed job waits in its key's zset, not in pending; a key
+-- seen for the first time may promote its first job at once (NX: a key that
+-- waits out its interval, or has a job in flight (+inf), keeps its time).
+local rkey = ARGV[15] or ''
+if rkey ~= '' then redis.call('HSET', KEYS[1], 'rkey', rkey, 'rint', ARGV[16]) end
+if ARGV[17] == '1' then redis.call('HSET', KEYS[1], 'uud', 1) end
 if state == 1 then
   redis.call('ZADD', KEYS[2], eta, id)
+elseif rkey ~= '' then
+  redis.call('ZADD', KEYS[8], -prio, id)
+  redis.call('ZADD', KEYS[10], -prio, id)
+  redis.call('ZADD', KEYS[9], 'NX', now, rkey)
 else
   redis.call('ZADD', KEYS[3], -prio, id)
 end

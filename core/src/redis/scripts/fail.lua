@@ -4,6 +4,8 @@
 -- KEYS[6] finish notice list {runq:Q}:done:ID (wakes runq_job_wait)
 -- ARGV[1] id  ARGV[2] token  ARGV[3] error message  ARGV[4] retry delay ms
 -- KEYS[7] config hash  KEYS[8] gate state hash  KEYS[9] pending
+-- KEYS[10] {runq:Q}:unique:<the job's unique key> (released when the job goes
+--          to the dead letters, if it holds the key until done)
 -- Returns {0, dead (0/1)} | {-9}
 local st = redis.pcall('HMGET', KEYS[1], 'state', 'token', 'attempt', 'maxr')
 if type(st) ~= 'table' or st.err or st[1] ~= '3' or st[2] ~= ARGV[2] then return {-9} end
@@ -48,6 +50,12 @@ if (tonumber(st[3]) or 0) <= (tonumber(st[4]) or 0) then
   redis.call('ZADD', KEYS[3], eta, id)
   redis.call('ZADD', KEYS[5], now, 'm')
   return {0, 0}
+end
+-- Unique-until-done: the job lets its unique key go in this same step, if it
+-- still holds it (a later holder's key is never touched).
+local u = redis.call('HMGET', KEYS[1], 'uud', 'ukey')
+if u[1] == '1' and u[2] and u[2] ~= '' and KEYS[10] and redis.call('GET', KEYS[10]) == id then
+  redis.call('DEL', KEYS[10])
 end
 redis.call('HSET', KEYS[1], 'state', 5, 'error', ARGV[3], 'token', '0', 'lease', 0, 'finished', now)
 redis.call('ZADD', KEYS[4], now, id)
