@@ -520,6 +520,16 @@ static int read_enqueue_opts(lua_State *L, int o, runq_enqueue_options *e,
         snprintf(err, RQ_ERR_SIZE, "options 'once_in' and 'unique_key' are exclusive");
         return -1;
     }
+    /* Per-key interval limit and unique-until-done (the engine checks that
+     * they come together). */
+    if (opt_str(L, o, "rate_key", &e->rate_key, err) < 0) return -1;
+    if ((r = opt_secs(L, o, "rate_interval", &ms, err)) < 0) return -1;
+    if (r) e->rate_interval_ms = ms;
+    if ((r = opt_field(L, o, "unique_until_done", LUA_TBOOLEAN, err)) < 0) return -1;
+    if (r) {
+        e->unique_until_done = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
     return 0;
 }
 
@@ -597,6 +607,10 @@ static void push_snapshot(lua_State *L, const runq_job *j)
     set_str(L, "queue", runq_job_queue(j));
     set_str(L, "state", state_name(runq_job_state_get(j)));
     set_str(L, "unique_key", runq_job_unique_key(j));
+    set_str(L, "rate_key", runq_job_rate_key(j));
+    set_time(L, "rate_interval", runq_job_rate_interval(j));
+    lua_pushboolean(L, runq_job_unique_until_done(j));
+    lua_setfield(L, -2, "unique_until_done");
     set_str(L, "error", runq_job_error(j));
     lua_pushinteger(L, runq_job_attempt(j));
     lua_setfield(L, -2, "attempt");
@@ -901,6 +915,28 @@ static int j_unique_key(lua_State *L)
     if (k == NULL) lua_pushnil(L); else lua_pushstring(L, k);
     return 1;
 }
+static int j_rate_key(lua_State *L)
+{
+    const char *k = runq_job_rate_key(check_job(L));
+    if (k == NULL) lua_pushnil(L); else lua_pushstring(L, k);
+    return 1;
+}
+/* Seconds, like every Lua time; leased_at: this delivery's lease time. */
+static int j_rate_interval(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)runq_job_rate_interval(check_job(L)) / 1000.0);
+    return 1;
+}
+static int j_leased_at(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)runq_job_leased_at(check_job(L)) / 1000.0);
+    return 1;
+}
+static int j_unique_until_done(lua_State *L)
+{
+    lua_pushboolean(L, runq_job_unique_until_done(check_job(L)));
+    return 1;
+}
 static int j_args(lua_State *L)
 {
     size_t n;
@@ -1138,7 +1174,10 @@ int luaopen_runq_core(lua_State *L)
         { "id", j_id }, { "task", j_task }, { "queue", j_queue },
         { "attempt", j_attempt }, { "max_retries", j_max_retries },
         { "priority", j_priority }, { "cancelled", j_cancelled },
-        { "unique_key", j_unique_key }, { "args", j_args }, { NULL, NULL }
+        { "unique_key", j_unique_key }, { "args", j_args },
+        { "rate_key", j_rate_key }, { "rate_interval", j_rate_interval },
+        { "leased_at", j_leased_at }, { "unique_until_done", j_unique_until_done },
+        { NULL, NULL }
     };
     static const luaL_Reg retry_m[] = { { NULL, NULL } };
     static const luaL_Reg mod[] = {

@@ -364,21 +364,26 @@ static int parse_enqueue_options(PyObject *kw, runq_enqueue_options *o)
     static char *kwlist[] = {"queue", "delay_ms", "eta_ms", "priority",
                              "max_retries", "timeout_ms", "ttl_ms", "deadline_ms",
                              "unique_key", "unique_ttl_ms", "replicate",
-                             "replicate_timeout_ms", "once_in_ms", NULL};
+                             "replicate_timeout_ms", "once_in_ms",
+                             /* rate key and unique-until-done */
+                             "rate_key", "rate_interval_ms", "unique_until_done", NULL};
     static const runq_enqueue_options init = RUNQ_ENQUEUE_OPTIONS_INIT;
     *o = init;
     long long delay = o->delay_ms, eta = o->eta_ms, timeout = o->timeout_ms;
     long long ttl = o->ttl_ms, deadline = o->deadline_ms, uttl = o->unique_ttl_ms;
     long long once_in = o->once_in_ms;
+    long long rate_interval = o->rate_interval_ms;
+    int until_done = o->unique_until_done;
     PyObject *empty = PyTuple_New(0);
     if (empty == NULL)
         return -1;
-    int ok = PyArg_ParseTupleAndKeywords(empty, kw, "|$zLLiiLLLzLiiL:enqueue options",
+    int ok = PyArg_ParseTupleAndKeywords(empty, kw, "|$zLLiiLLLzLiiLzLp:enqueue options",
                                          kwlist, &o->queue, &delay, &eta,
                                          &o->priority, &o->max_retries, &timeout,
                                          &ttl, &deadline, &o->unique_key, &uttl,
                                          &o->replicate, &o->replicate_timeout_ms,
-                                         &once_in);
+                                         &once_in, &o->rate_key, &rate_interval,
+                                         &until_done);
     Py_DECREF(empty);
     if (!ok)
         return -1;
@@ -389,6 +394,8 @@ static int parse_enqueue_options(PyObject *kw, runq_enqueue_options *o)
     o->deadline_ms = deadline;
     o->unique_ttl_ms = uttl;
     o->once_in_ms = once_in;
+    o->rate_interval_ms = rate_interval;
+    o->unique_until_done = until_done;
     return 0;
 }
 

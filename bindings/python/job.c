@@ -39,7 +39,7 @@ static PyObject *buf_or_none(const void *buf, size_t len)
 enum job_field {
     F_ID, F_TASK, F_QUEUE, F_ARGS, F_STATE, F_ATTEMPT, F_MAX_RETRIES, F_PRIORITY,
     F_CREATED_AT, F_ETA, F_TIMEOUT, F_DEADLINE, F_UNIQUE_KEY, F_RESULT, F_ERROR,
-    F_CANCELLED
+    F_CANCELLED, F_RATE_KEY, F_RATE_INTERVAL, F_UNIQUE_UNTIL_DONE, F_LEASED_AT
 };
 
 static PyObject *job_field(PyObject *op, void *closure)
@@ -70,6 +70,10 @@ static PyObject *job_field(PyObject *op, void *closure)
         return buf_or_none(buf, len);
     case F_ERROR: return str_or_none(runq_job_error(j));
     case F_CANCELLED: return PyBool_FromLong(runq_job_cancelled(j));
+    case F_RATE_KEY: return str_or_none(runq_job_rate_key(j));
+    case F_RATE_INTERVAL: return PyLong_FromLongLong(runq_job_rate_interval(j));
+    case F_UNIQUE_UNTIL_DONE: return PyBool_FromLong(runq_job_unique_until_done(j));
+    case F_LEASED_AT: return PyLong_FromLongLong(runq_job_leased_at(j));
     }
     Py_UNREACHABLE();
 }
@@ -92,6 +96,10 @@ static PyGetSetDef job_getset[] = {
     FIELD("result", F_RESULT, "The raw msgpack result of a done job, or None."),
     FIELD("error", F_ERROR, "The last failure message, or None."),
     FIELD("cancelled", F_CANCELLED, "True once the handler should return soon."),
+    FIELD("rate_key", F_RATE_KEY, "Rate key (per-key interval limit) or None."),
+    FIELD("rate_interval", F_RATE_INTERVAL, "Least ms between starts of jobs of the rate key; 0: none."),
+    FIELD("unique_until_done", F_UNIQUE_UNTIL_DONE, "True when the unique key holds until done or dead."),
+    FIELD("leased_at", F_LEASED_AT, "When this delivery was leased, Unix ms (backend clock); 0 in snapshots."),
     {NULL, NULL, NULL, NULL, NULL},
 };
 #undef FIELD

@@ -396,6 +396,9 @@ RUNQ_EXTERN const char *runq_job_rate_key(const runq_job *job);
 RUNQ_EXTERN int64_t runq_job_rate_interval(const runq_job *job);
 /* Nonzero when the job holds its unique key until it is done or dead. */
 RUNQ_EXTERN int runq_job_unique_until_done(const runq_job *job);
+/* When this delivery was leased (its start), Unix ms by the backend's clock,
+ * for a job from a worker; 0 in snapshots (runq_job_get, runq_job_wait). */
+RUNQ_EXTERN int64_t runq_job_leased_at(const runq_job *job);
 /* The result of a done job (msgpack), or NULL. */
 RUNQ_EXTERN const void *runq_job_result(const runq_job *job, size_t *len);
 /* The last failure message (a handler's error, "lease expired", "ttl

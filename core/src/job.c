@@ -73,6 +73,7 @@ runq_job *rq_job_clone(const runq_job *src) {
     job->unique_ttl_ms = src->unique_ttl_ms;
     job->rate_interval_ms = src->rate_interval_ms;
     job->unique_until_done = src->unique_until_done;
+    job->leased_ms = src->leased_ms;
     job->lease_token = src->lease_token;
     job->lease_until_ms = src->lease_until_ms;
     job->version = src->version;
@@ -112,6 +113,7 @@ const char *runq_job_unique_key(const runq_job *job) { return job->unique_key; }
 const char *runq_job_rate_key(const runq_job *job) { return job->rate_key; }
 int64_t runq_job_rate_interval(const runq_job *job) { return job->rate_interval_ms; }
 int runq_job_unique_until_done(const runq_job *job) { return job->unique_until_done; }
+int64_t runq_job_leased_at(const runq_job *job) { return job->leased_ms; }
 const void *runq_job_result(const runq_job *job, size_t *len) {
     if (len) *len = job->result_len;
     return job->result;

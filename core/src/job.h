@@ -40,6 +40,7 @@ struct runq_job {
     char *rate_key;          /* NULL: none */
     int64_t rate_interval_ms;
     bool unique_until_done;
+    int64_t leased_ms;       /* when this delivery was leased (backend clock); 0: not leased */
     uint8_t *result;         /* msgpack, or NULL */
     size_t result_len;
     char *error;             /* last failure message, or NULL */

@@ -234,7 +234,7 @@ function _M.enqueue(self, task, args, opts)
 
   local v = {}
   for _, k in ipairs({ "delay", "eta", "timeout", "ttl", "deadline", "unique_ttl",
-                       "once_in", "replicate_timeout" }) do
+                       "once_in", "replicate_timeout", "rate_interval" }) do
     v[k], err = ms(opts, k)
     if err then return nil, err, "EINVAL" end
   end
@@ -258,6 +258,25 @@ function _M.enqueue(self, task, args, opts)
     ukey = format("once:%s:%s:%d", task, core.hash(payload), floor(now / v.once_in))
     unique_ttl = unique_ttl or v.once_in
   end
+  -- Per-key interval limit and unique-until-done: the same rules as the C
+  -- client (runq.h, runq_enqueue_options version 3).
+  local rkey, uud = opts.rate_key, opts.unique_until_done
+  if rkey ~= nil and (type(rkey) ~= "string" or #rkey == 0 or #rkey > 1024) then
+    return nil, "option 'rate_key' must be a string of 1 to 1024 bytes", "EINVAL"
+  end
+  if (rkey ~= nil) ~= ((v.rate_interval or 0) > 0) then
+    return nil, "options 'rate_key' and 'rate_interval' (> 0) go together", "EINVAL"
+  end
+  if uud ~= nil and type(uud) ~= "boolean" then
+    return nil, "option 'unique_until_done' must be a boolean", "EINVAL"
+  end
+  if uud then
+    if not ukey or v.once_in then
+      return nil, "unique_until_done needs a unique_key (once_in excludes it)", "EINVAL"
+    end
+    if v.unique_ttl then return nil, "unique_until_done excludes unique_ttl", "EINVAL" end
+    unique_ttl = 0 -- held until the job is done or dead
+  end
 
   local id = core.new_id()
   local tag = "{runq:" .. queue .. "}"
@@ -269,11 +288,16 @@ function _M.enqueue(self, task, args, opts)
     tag .. ":config",
     tag .. ":unique:" .. (ukey or ""),
     "runq:id:" .. id,
+    tag .. ":rk:" .. (rkey or ""),
+    tag .. ":rkeys",
+    tag .. ":rkwait",
   }
   local argv = {
     id, task, queue, payload, max_retries or DEFAULT_MAX_RETRIES, priority or 0,
     v.eta or 0, v.delay or 0, v.timeout or 0, v.deadline or 0, v.ttl or 0,
     ukey or "", unique_ttl or DEFAULT_UNIQUE_TTL_MS,
+    "", -- meta: none
+    rkey or "", v.rate_interval or 0, uud and "1" or "0",
   }
 
   local sock, cerr = connect(self)

@@ -45,6 +45,7 @@ class Job:
     __slots__ = (
         "_raw", "id", "task", "queue", "args", "kwargs", "attempt", "max_retries",
         "priority", "created_at", "eta", "timeout", "deadline", "unique_key",
+        "rate_key", "rate_interval", "unique_until_done", "leased_at",
     )
 
     def __init__(self, raw: _runq.Job) -> None:
@@ -63,6 +64,14 @@ class Job:
         self.timeout: int = raw.timeout
         self.deadline: int = raw.deadline
         self.unique_key: str | None = raw.unique_key
+        # Per-key interval limit (interval in ms, like timeout) and
+        # unique-until-done.
+        self.rate_key: str | None = raw.rate_key
+        self.rate_interval: int = raw.rate_interval
+        self.unique_until_done: bool = raw.unique_until_done
+        # When this delivery was leased (its start), backend clock, Unix ms;
+        # 0 in snapshots.
+        self.leased_at: int = raw.leased_at
 
     @property
     def cancelled(self) -> bool:

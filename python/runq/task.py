@@ -58,9 +58,21 @@ def options_to_engine(
     timeout: Seconds | None = None,
     replicate: int | None = None,
     replicate_timeout: Seconds | None = None,
+    rate_key: str | None = None,
+    rate_interval: Seconds | None = None,
+    unique_until_done: bool | None = None,
 ) -> dict[str, Any]:
     """Python-friendly enqueue options (seconds, datetimes) -> engine ones (ms)."""
     o: dict[str, Any] = {}
+    # Per-key interval limit and unique-until-done (the engine checks that
+    # they come together: rate_key with rate_interval, unique_until_done
+    # with unique_key).
+    if rate_key is not None:
+        o["rate_key"] = rate_key
+    if (v := _ms(rate_interval, "rate_interval")) is not None:
+        o["rate_interval_ms"] = v
+    if unique_until_done is not None:
+        o["unique_until_done"] = bool(unique_until_done)
     if queue is not None:
         o["queue"] = queue
     if (v := _ms(delay, "delay")) is not None:
@@ -208,7 +220,9 @@ class Task:
     # ---- enqueue ------------------------------------------------------
     def options(self, **options: Any) -> _Bound:
         """Per-enqueue options: delay, eta, priority, unique_key, unique_ttl,
-        queue, ttl, retries, timeout, replicate, replicate_timeout."""
+        unique_until_done, queue, ttl, retries, timeout, replicate,
+        replicate_timeout, rate_key, rate_interval (jobs with the same
+        rate_key start at least rate_interval seconds apart)."""
         return _Bound(self, {"queue": self.queue, **options_to_engine(**options)})
 
     def prepare(self, *args: Any, **kwargs: Any) -> Message:

@@ -10,7 +10,10 @@
 #define LEASE_MS 30000
 
 /* When the backend leased the job, by its own clock. */
-static int64_t leased_at(const runq_job *job) { return job->lease_until_ms - LEASE_MS; }
+static int64_t leased_at(const runq_job *job) {
+    ASSERT_EQ(runq_job_leased_at(job), job->lease_until_ms - LEASE_MS); /* before any extend */
+    return runq_job_leased_at(job);
+}
 
 static runq_enqueue_options keyed(const char *key, int64_t interval_ms) {
     runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
@@ -131,8 +134,8 @@ TEST(keyed_job_retry_release_lease_expiry_and_dead_keep_the_interval) {
     runq_worker *shortw = t_pull_worker(c, "default", 150, 0);
     runq_job *lost = NULL;
     ASSERT_OK(runq_worker_next(shortw, &lost, 5000));
-    ASSERT_GE(lost->lease_until_ms - 150 - prev, INTERVAL);
-    prev = lost->lease_until_ms - 150;
+    ASSERT_GE(runq_job_leased_at(lost) - prev, INTERVAL);
+    prev = runq_job_leased_at(lost);
     job = next_job(w, 5000); /* after the 150 ms lease lapses */
     ASSERT_STR(runq_job_id(job), id);
     ASSERT_EQ(runq_job_attempt(job), 3);
@@ -237,6 +240,7 @@ TEST(unique_key_without_ttl_holds_24_hours_by_default) {
     ASSERT_OK(runq_job_get(&snap, c, a));
     ASSERT_EQ(snap->unique_ttl_ms, 24LL * 3600 * 1000);
     ASSERT_EQ(runq_job_unique_until_done(snap), 0);
+    ASSERT_EQ(runq_job_leased_at(snap), 0); /* a snapshot is no delivery */
     runq_job_free(snap);
     o.unique_key = "short";
     o.unique_ttl_ms = 5000; /* per job */

@@ -135,6 +135,34 @@ describe("runq.resty (" .. h.url .. ")", function()
     assert.has_error(function() p:enqueue_or_error("t", { print }) end)
   end)
 
+  it("enqueues rate-keyed and unique-until-done jobs the C worker honours", function()
+    local app, q = h.fresh()
+    local p = assert(resty.new(h.url))
+    local starts = {}
+    assert(app:task("call", function(_, job)
+      starts[#starts + 1] = math.floor(job:leased_at() * 1000 + 0.5) -- backend lease time, ms
+    end, { queue = q }))
+    local key = h.name("u")
+    local id1 = assert(p:enqueue("call", { 1 }, { queue = q, rate_key = "k", rate_interval = 0.2,
+                                                  unique_key = key, unique_until_done = true }))
+    local _, _, code, holder = app:enqueue("call", { 2 }, { queue = q, unique_key = key })
+    assert.are.equal("EDUPLICATE", code)
+    assert.are.equal(id1, holder)
+    assert(p:enqueue("call", { 3 }, { queue = q, rate_key = "k", rate_interval = 0.2 }))
+    local snap = assert(app:get(id1))
+    assert.are.equal("k", snap.rate_key)
+    assert.is_true(snap.unique_until_done)
+    local w = assert(app:worker { queues = { q } })
+    for _ = 1, 2 do assert.are.equal("done", w:run_once(h.WAIT)) end
+    assert.is_true(starts[2] - starts[1] >= 200)
+    -- Done: the until-done key is free again.
+    assert(p:enqueue("call", { 4 }, { queue = q, unique_key = key, unique_until_done = true }))
+    local _, err, c2 = p:enqueue("call", {}, { queue = q, rate_key = "k" })
+    assert.are.equal("EINVAL", c2)
+    assert.matches("rate_interval", err)
+    w:close()
+  end)
+
   it("reports an unreachable server as EIO", function()
     -- A port that was free a moment ago: nothing listens there.
     local s = require("socket").bind("127.0.0.1", 0)

@@ -577,6 +577,7 @@ static int mem_fetch(runq_backend *b, const rq_fetch_request *req, runq_job ***o
                 j->attempt++;
                 j->lease_token = ++s->token;
                 j->lease_until_ms = now + req->lease_ms;
+                j->leased_ms = now;
                 mlist_push(&q->active, r);
                 rk_left_pending(q, j, now + j->rate_interval_ms); /* rate key: started */
                 if (!(jobs[*n] = rq_job_clone(j))) {
@@ -730,6 +731,7 @@ static int snapshot(mstore *s, const char *id, runq_job **out) {
     mrec *r = rq_map_get(&s->jobs, id);
     if (!r) return rq_error(RUNQ_ENOTFOUND, "no job %s (never enqueued, or expired)", id);
     *out = rq_job_clone(r->job);
+    if (*out) (*out)->leased_ms = 0; /* a snapshot is no delivery (as on Redis) */
     return *out ? 0 : rq_error(RUNQ_ENOMEM, "out of memory");
 }
 

@@ -15,6 +15,7 @@
 #define KEY_MAX (RUNQ_NAME_MAX * 2 + 64)
 #define FETCH_FIELDS 20 /* 17, then rate key, rate interval, unique until done */
 #define BLOCK_SLICE_MS 30000 /* longest single BZPOPMIN; the loop re-arms it */
+#define REDIS_TICK_MS 100    /* granularity of Redis's blocking timeouts (hz 10) */
 
 enum { S_ENQUEUE, S_FETCH, S_ACK, S_FAIL, S_RELEASE, S_EXTEND, S_BURY, S_DEAD_RETRY,
        S_STATS, S_CONFIGURE, S_PAUSE, S_COUNT };
@@ -423,6 +424,7 @@ static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *
             rc = jrc;
             continue;
         }
+        j->leased_ms = j->lease_until_ms - req->lease_ms; /* the script's lease time */
         out[(*n)++] = j;
     }
     if (*n) rc = 0;
@@ -493,11 +495,22 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
         }
         /* Sleep on the markers until the earliest of: the caller's limit, a
          * scheduled job coming due, a lease expiring (server clock). */
-        if (next_due > 0 && next_due - server_now < left) left = next_due - server_now;
+        bool due_bound = next_due > 0 && next_due - server_now < left;
+        if (due_bound) left = next_due - server_now;
         if (left > BLOCK_SLICE_MS) left = BLOCK_SLICE_MS;
         /* Something is due already (a backlog past the script's batch
          * bound): block only a moment, to avoid a busy loop. */
         if (left < 1) left = 1;
+        /* Redis fires BZPOPMIN timeouts on its cron tick (hz 10: up to 100 ms
+         * late), which would stretch every wait for a known due time (a
+         * rate-limit token, a retry) by up to a tick. So block on the markers
+         * only for the part of the wait a tick cannot spoil, and sleep the
+         * last tick here: the time is known, nothing is polled. */
+        if (due_bound && left <= REDIS_TICK_MS) {
+            uv_sleep((unsigned)left);
+            continue;
+        }
+        if (due_bound && left < BLOCK_SLICE_MS) left -= REDIS_TICK_MS;
         rc = block_on_markers(rb, req, left, gen);
         if (rc == RQ_INTERRUPTED) {
             rc = rq_error(RUNQ_ETIMEOUT, "no job became due in time (interrupted)");
