@@ -70,6 +70,7 @@ def test_rate_key_needs_an_interval(h: Harness) -> None:
 def test_unique_until_done(h: Harness) -> None:
     running = threading.Event()
     release = threading.Event()
+    hold = threading.Event()
 
     @h.task("sync", retries=0)
     def sync(n: int) -> int:
@@ -78,6 +79,8 @@ def test_unique_until_done(h: Harness) -> None:
             assert release.wait(WAIT)
         if n == 3:
             raise RuntimeError("fatal")
+        if n == 4:
+            assert hold.wait(WAIT)
         return n
 
     opts = sync.options(unique_key="acct-1", unique_until_done=True)
@@ -99,5 +102,12 @@ def test_unique_until_done(h: Harness) -> None:
     with pytest.raises(runq.JobFailed):
         b.wait(WAIT)
     c = opts.enqueue(4)  # dead: free too
-    assert c.wait(WAIT) == 4
     assert c.id not in (a.id, b.id)
+    with pytest.raises(runq.DuplicateJob):
+        h.app.retry_dead(b.id)  # c holds the key: b stays dead
+    assert b.status() is runq.JobState.DEAD
+    hold.set()
+    assert c.wait(WAIT) == 4
+    h.app.retry_dead(b.id)  # free again: b comes back (and fails again)
+    with pytest.raises(runq.JobFailed):
+        b.wait(WAIT)
