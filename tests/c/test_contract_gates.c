@@ -5,18 +5,11 @@
  * longer than any wake-up, so "it returned" proves it was woken. */
 #include "support.h"
 
-#include "job.h" /* lease_until_ms: the backend's own lease time */
-
 #include <stdlib.h>
 #include <uv.h>
 
 static void configure(runq_client *c, const char *queue, const runq_queue_options *o) {
     ASSERT_OK(runq_queue_configure(c, queue, o));
-}
-
-/* When the backend leased the job, by its own clock. */
-static int64_t leased_at(const runq_job *job, int64_t lease_ms) {
-    return job->lease_until_ms - lease_ms;
 }
 
 /* A pull worker's next() on another thread, to see a blocked fetch wake. */
@@ -113,7 +106,7 @@ TEST(auto_pause_after_failures_lets_one_probe_through) {
     for (int i = 0; i < 3; i++) t_enqueue(c, id, "t", 10 + i, &eo);
     runq_job *probe = NULL, *extra = NULL;
     ASSERT_OK(runq_worker_next(w, &probe, 20000));
-    ASSERT_GE(leased_at(probe, 30000), st.paused_until_ms);
+    ASSERT_GE(runq_job_leased_at(probe), st.paused_until_ms);
     ASSERT_EQ(runq_worker_next(w, &extra, 500), RUNQ_ETIMEOUT);
     ASSERT_OK(runq_queue_stats_get(&st, c, "flaky"));
     ASSERT_EQ(st.paused, RUNQ_PAUSE_AUTO);
@@ -121,7 +114,7 @@ TEST(auto_pause_after_failures_lets_one_probe_through) {
     ASSERT_EQ(st.pending, 2);
 
     /* The probe fails: paused again, for twice the interval. */
-    int64_t probe_at = leased_at(probe, 30000);
+    int64_t probe_at = runq_job_leased_at(probe);
     ASSERT_OK(runq_job_fail(probe, "boom", -1));
     runq_job_free(probe);
     ASSERT_OK(runq_queue_stats_get(&st, c, "flaky"));
@@ -130,7 +123,7 @@ TEST(auto_pause_after_failures_lets_one_probe_through) {
 
     /* The next probe succeeds: the queue is open again, both jobs flow. */
     ASSERT_OK(runq_worker_next(w, &probe, 20000));
-    ASSERT_GE(leased_at(probe, 30000), st.paused_until_ms);
+    ASSERT_GE(runq_job_leased_at(probe), st.paused_until_ms);
     ASSERT_OK(runq_job_ack(probe, NULL, 0));
     runq_job_free(probe);
     ASSERT_OK(runq_queue_stats_get(&st, c, "flaky"));
@@ -176,14 +169,14 @@ TEST(manual_pause_is_not_lifted_by_a_probe) {
 
 /* ---- rate limit ---- */
 
-enum { RATE_JOBS = 24, RATE_LIMIT = 4, RATE_PERIOD = 400, RATE_BURST = 2, RATE_LEASE = 30000 };
+enum { RATE_JOBS = 24, RATE_LIMIT = 4, RATE_PERIOD = 400, RATE_BURST = 2 };
 static int64_t rate_starts[RATE_JOBS];
 static atomic_int rate_count;
 
 static int rate_handler(runq_job *job, void *ud) {
     (void)ud;
     int i = atomic_fetch_add(&rate_count, 1);
-    if (i < RATE_JOBS) rate_starts[i] = leased_at(job, RATE_LEASE);
+    if (i < RATE_JOBS) rate_starts[i] = runq_job_leased_at(job);
     return 0;
 }
 
@@ -211,8 +204,6 @@ TEST(rate_limit_holds_in_every_window_across_workers) {
     wo.queues = qs;
     wo.nqueues = 1;
     wo.concurrency = 4;
-    wo.lease_ms = RATE_LEASE;
-    wo.auto_extend = 0; /* keep each job's lease time as the backend set it */
     runq_worker *w[2];
     for (int k = 0; k < 2; k++) {
         ASSERT_OK(runq_worker_create(&w[k], c, &wo));
