@@ -355,4 +355,32 @@ TEST(unique_ttl_key_survives_ack_unlike_until_done) {
     runq_client_close(c);
 }
 
+TEST(once_in_accepts_again_in_the_next_period) {
+    runq_client *c = t_client();
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.once_in_ms = 300;
+    unsigned char args[16];
+    size_t len = t_args_int(args, 5);
+    char a[RUNQ_ID_SIZE], b[RUNQ_ID_SIZE], d[RUNQ_ID_SIZE];
+    /* Start right after a bucket boundary, so the bucket cannot change
+     * between the first two enqueues. */
+    int64_t bucket = t_now_ms() / o.once_in_ms;
+    while (t_now_ms() / o.once_in_ms == bucket) t_sleep_ms(2);
+    ASSERT_OK(runq_enqueue(c, a, "digest", args, len, &o));
+    ASSERT_EQ(runq_enqueue(c, b, "digest", args, len, &o), RUNQ_EDUPLICATE);
+    ASSERT_STR(b, a);
+    bucket = t_now_ms() / o.once_in_ms;
+    while (t_now_ms() / o.once_in_ms == bucket) t_sleep_ms(2);
+    ASSERT_OK(runq_enqueue(c, d, "digest", args, len, &o)); /* the next period */
+    ASSERT(strcmp(d, a) != 0);
+    runq_job *sa = NULL, *sd = NULL;
+    ASSERT_OK(runq_job_get(&sa, c, a));
+    ASSERT_OK(runq_job_get(&sd, c, d));
+    ASSERT(strcmp(runq_job_unique_key(sa), runq_job_unique_key(sd)) != 0);
+    ASSERT_EQ(sa->unique_ttl_ms, 300); /* held for the period */
+    runq_job_free(sa);
+    runq_job_free(sd);
+    runq_client_close(c);
+}
+
 TEST_MAIN()

@@ -83,4 +83,23 @@ describe("rate keys and unique-until-done (" .. h.url .. ")", function()
     assert.are_not.equal(id3, id4)
     w:close()
   end)
+
+  it("once_in accepts the same job again in the next period", function()
+    local app, q = h.fresh()
+    local task = h.name("digest")
+    local socket = require "socket"
+    local function next_bucket() -- the producer's clock picks the bucket
+      local b = math.floor(socket.gettime() * 1000 / 300)
+      while math.floor(socket.gettime() * 1000 / 300) == b do socket.sleep(0.002) end
+    end
+    next_bucket()
+    local id1 = assert(app:enqueue(task, { 1 }, { queue = q, once_in = 0.3 }))
+    local _, _, code, holder = app:enqueue(task, { 1 }, { queue = q, once_in = 0.3 })
+    assert.are.equal("EDUPLICATE", code)
+    assert.are.equal(id1, holder)
+    next_bucket()
+    local id2 = assert(app:enqueue(task, { 1 }, { queue = q, once_in = 0.3 }))
+    assert.are_not.equal(id1, id2)
+    assert.are_not.equal(assert(app:get(id1)).unique_key, assert(app:get(id2)).unique_key)
+  end)
 end)

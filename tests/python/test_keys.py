@@ -4,6 +4,7 @@ lease times (Job.leased_at), never the test's clock."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -111,3 +112,23 @@ def test_unique_until_done(h: Harness) -> None:
     h.app.retry_dead(b.id)  # free again: b comes back (and fails again)
     with pytest.raises(runq.JobFailed):
         b.wait(WAIT)
+
+
+def test_once_in_accepts_again_in_the_next_period(h: Harness) -> None:
+    @h.task("digest")
+    def digest(x: int) -> int:
+        return x
+
+    def next_bucket() -> None:  # the producer's clock picks the bucket
+        b = int(time.time() * 1000) // 300
+        while int(time.time() * 1000) // 300 == b:
+            time.sleep(0.002)
+
+    next_bucket()
+    a = digest.enqueue_once_in(0.3, 1)
+    with pytest.raises(runq.DuplicateJob) as ei:
+        digest.enqueue_once_in(0.3, 1)
+    assert ei.value.job_id == a.id
+    next_bucket()
+    b = digest.enqueue_once_in(0.3, 1)
+    assert b.id != a.id and b.info().unique_key != a.info().unique_key
