@@ -453,7 +453,8 @@ int runq_job_get(runq_job **out, runq_client *c, const char *id) {
     if (!out || !c) return rq_error(RUNQ_EINVAL, "out or client is NULL");
     *out = NULL;
     int rc = id_check(id);
-    return rc ? rc : snapshot_unwrap(c, c->backend->ops->get(c->backend, id, out), *out);
+    if (!rc) rc = c->backend->ops->get(c->backend, id, out);
+    return snapshot_unwrap(c, rc, *out);
 }
 
 int runq_job_wait(runq_job **out, runq_client *c, const char *id, int timeout_ms) {
@@ -461,5 +462,6 @@ int runq_job_wait(runq_job **out, runq_client *c, const char *id, int timeout_ms
     if (!out || !c) return rq_error(RUNQ_EINVAL, "out or client is NULL");
     *out = NULL;
     int rc = id_check(id);
-    return rc ? rc : snapshot_unwrap(c, c->backend->ops->wait(c->backend, id, timeout_ms, out), *out);
+    if (!rc) rc = c->backend->ops->wait(c->backend, id, timeout_ms, out);
+    return snapshot_unwrap(c, rc, *out);
 }

@@ -3,6 +3,7 @@
 #define RUNQ_CLIENT_H
 
 #include "backend.h"
+#include "hooks.h"
 
 #include <uv.h>
 
@@ -17,6 +18,7 @@ struct runq_client {
     runq_client_options options;
     uv_mutex_t tasks_lock; /* guards the task list */
     runq_task *tasks;
+    rq_hook_list hooks;    /* runq_client_add_hooks */
 };
 
 /* The delay before the retry that follows failed attempt `attempt` (1-based):

@@ -9,6 +9,7 @@
  * A pull-mode worker has only the keeper; runq_worker_next() fetches on the
  * caller's thread. All worker state is guarded by `lock`. */
 #include "client.h"
+#include "compress.h"
 #include "periodic.h"
 
 #include <stdio.h>
@@ -139,11 +140,38 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
 
 /* ---- fetching ---- */
 
+/* Decompress the args of fetched jobs (compress.h), so that handlers and
+ * pull callers only see plain msgpack. A job whose args cannot be read goes
+ * to the dead letters at once: every retry would fail the same way. One that
+ * hits out-of-memory goes back to pending. Returns how many jobs are left,
+ * kept in order. */
+static size_t jobs_unwrap(runq_worker *w, runq_job **jobs, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        runq_job *j = jobs[i];
+        int rc = rq_payload_unwrap(&j->args, &j->args_len, w->client->options.max_payload);
+        if (rc == 0) {
+            jobs[k++] = j;
+            continue;
+        }
+        if (rc == RUNQ_EPROTO) {
+            char reason[320];
+            snprintf(reason, sizeof reason, "corrupt job: args: %s", runq_error_last());
+            w->backend->ops->bury(w->backend, j, reason);
+        } else {
+            w->backend->ops->release(w->backend, j);
+        }
+        rq_job_destroy(j);
+    }
+    return k;
+}
+
 /* Fetch up to `max` jobs, blocking up to timeout_ms. */
 static int worker_fetch(runq_worker *w, size_t max, int timeout_ms, runq_job ***jobs, size_t *n) {
     rq_fetch_request req = {(const char *const *)w->queues, w->nqueues, w->weights, w->lease_ms,
                             max, timeout_ms};
     int rc = w->backend->ops->fetch(w->backend, &req, jobs, n);
+    if (rc == 0) *n = jobs_unwrap(w, *jobs, *n);
     for (size_t i = 0; rc == 0 && i < *n; i++) (*jobs)[i]->worker = w;
     return rc;
 }
@@ -226,8 +254,15 @@ static bool job_timed_out(runq_job *job) {
 static int job_do_ack(runq_job *job) {
     runq_worker *w = job->worker;
     if (job_timed_out(job)) return job_do_fail(job, job->retry_delay_ms);
-    int rc = w->backend->ops->ack(w->backend, job, job->result, job->result_len,
-                                  w->client->options.result_ttl_ms);
+    /* Results are compressed like args (compress.h); get/wait unwrap them. */
+    uint8_t *wrapped = NULL;
+    size_t wlen = 0;
+    int rc = rq_payload_wrap(&wrapped, &wlen, job->result, job->result_len,
+                             w->client->options.compress_threshold);
+    if (rc) return rc;
+    rc = w->backend->ops->ack(w->backend, job, wrapped ? wrapped : job->result,
+                              wrapped ? wlen : job->result_len, w->client->options.result_ttl_ms);
+    rq_free(wrapped);
     if (rc == 0) {
         job->state = RUNQ_STATE_DONE;
         job_settled(job, false, false);
@@ -262,14 +297,18 @@ int runq_job_ack(runq_job *job, const void *result, size_t len) {
     rq_error_clear();
     int rc = job_check_settle(job);
     if (!rc && result && len) rc = runq_job_set_result(job, result, len);
-    return rc ? rc : job_do_ack(job);
+    if (!rc && (rc = job_do_ack(job)) == 0)
+        rq_hooks_after_process(&job->worker->client->hooks, job, 0, false);
+    return rc;
 }
 
 int runq_job_fail(runq_job *job, const char *message, int64_t retry_delay_ms) {
     rq_error_clear();
     int rc = job_check_settle(job);
     if (!rc && message) rc = rq_job_set_str(&job->error, message);
-    return rc ? rc : job_do_fail(job, retry_delay_ms);
+    if (!rc && (rc = job_do_fail(job, retry_delay_ms)) == 0)
+        rq_hooks_after_process(&job->worker->client->hooks, job, 0, false);
+    return rc;
 }
 
 void runq_job_free(runq_job *job) {
@@ -285,7 +324,10 @@ void runq_job_free(runq_job *job) {
         uv_cond_broadcast(&w->changed);
         uv_mutex_unlock(&w->lock);
         /* Unsettled: give it back now rather than after the lease. */
-        if (!job->settled) w->backend->ops->release(w->backend, job);
+        if (!job->settled) {
+            int rc = w->backend->ops->release(w->backend, job);
+            rq_hooks_after_process(&w->client->hooks, job, rc, true);
+        }
     }
     rq_job_destroy(job);
 }
@@ -297,6 +339,7 @@ static void run_job(runq_worker *w, runq_job *job) {
     int rc;
     job->in_handler = true;
     job->started_mono_ms = rq_mono_ms();
+    rq_hooks_before_process(&w->client->hooks, job);
     if (!t || !t->options.handler) {
         rq_job_set_str(&job->error, t ? "task has no handler on this worker" : "unknown task");
         rc = -1;
@@ -308,8 +351,8 @@ static void run_job(runq_worker *w, runq_job *job) {
     job->in_handler = false;
     /* A settle that fails (lease lost, backend down) leaves the job to the
      * lease: it will be delivered again, which is what at-least-once means. */
-    if (rc == 0) job_do_ack(job);
-    else job_do_fail(job, job->retry_delay_ms);
+    int settle_rc = rc == 0 ? job_do_ack(job) : job_do_fail(job, job->retry_delay_ms);
+    rq_hooks_after_process(&w->client->hooks, job, settle_rc, false);
 }
 
 static void handler_main(void *arg) {
@@ -450,6 +493,7 @@ int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
     uv_mutex_lock(&w->lock);
     list_push(&w->held, job);
     uv_mutex_unlock(&w->lock);
+    rq_hooks_before_process(&w->client->hooks, job); /* on the caller's thread */
     *out = job;
     return 0;
 }

@@ -54,6 +54,17 @@ static inline long long t_cmd_int(redisContext *r, const char *fmt, ...) {
     return v;
 }
 
+/* The job is dead and its error message contains `reason`. */
+static inline void check_dead_with(runq_client *c, const char *id, const char *reason) {
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DEAD);
+    ASSERT(runq_job_error(snap) != NULL);
+    if (!strstr(runq_job_error(snap), reason))
+        CHECK_FAIL("error \"%s\" does not say \"%s\"", runq_job_error(snap), reason);
+    runq_job_free(snap);
+}
+
 static inline int t_free_port(void) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a;

@@ -55,16 +55,6 @@ TEST(work_continues_after_script_flush) {
     runq_client_close(c);
 }
 
-static void check_dead_with(runq_client *c, const char *id, const char *reason) {
-    runq_job *snap = NULL;
-    ASSERT_OK(runq_job_get(&snap, c, id));
-    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DEAD);
-    ASSERT(runq_job_error(snap) != NULL);
-    if (!strstr(runq_job_error(snap), reason))
-        CHECK_FAIL("error \"%s\" does not say \"%s\"", runq_job_error(snap), reason);
-    runq_job_free(snap);
-}
-
 TEST(corrupt_jobs_are_dead_lettered_not_crashed_on) {
     runq_client *c = t_client();
     redisContext *r = t_redis_connect(t_redis_port());
