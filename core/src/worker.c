@@ -4,13 +4,18 @@
  * Threads of a push-mode worker:
  *   fetcher   - asks the backend for as many jobs as there are free slots
  *               (one round trip for all of them) and queues them as "ready";
- *   handlers  - `concurrency` threads that take ready jobs and run them;
+ *               with autoscaling it asks for more than it can run, and when
+ *               more come back (a backlog) it grows the handler pool;
+ *   handlers  - a pool (pool.c) of `concurrency` threads, or between min
+ *               and max of them with autoscaling, that take ready jobs and
+ *               run them; a surplus thread idle for idle_timeout_ms exits;
  *   keeper    - extends the leases of held jobs every lease/3 (auto_extend).
  * A pull-mode worker has only the keeper; runq_worker_next() fetches on the
  * caller's thread. All worker state is guarded by `lock`. */
 #include "client.h"
 #include "compress.h"
 #include "periodic.h"
+#include "pool.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -26,7 +31,9 @@ struct runq_worker {
     char **queues;
     size_t nqueues;
     unsigned int *weights; /* NULL: strict order */
-    int concurrency;
+    int concurrency;       /* push: max handler threads; pull: max jobs held */
+    int min_threads;       /* push: the pool's floor (== concurrency: fixed) */
+    int64_t idle_ms;
     runq_worker_mode mode;
     int64_t lease_ms;
     bool auto_extend;
@@ -41,9 +48,9 @@ struct runq_worker {
     runq_worker_stats stats;
 
     rq_scheduler *scheduler; /* periodic jobs (runq_worker_schedule) */
-    uv_thread_t fetcher, keeper, *handlers;
+    uv_thread_t fetcher, keeper;
     bool have_fetcher, have_keeper;
-    int nhandlers;
+    rq_pool pool;            /* handler threads (push mode) */
 };
 
 /* The worker whose handler runs on this thread: lets runq_worker_stop detect
@@ -78,7 +85,7 @@ static void worker_free_config(runq_worker *w) {
     for (size_t i = 0; i < w->nqueues; i++) rq_free(w->queues[i]);
     rq_free(w->queues);
     rq_free(w->weights);
-    rq_free(w->handlers);
+    rq_pool_free(&w->pool);
     rq_scheduler_free(w->scheduler);
 }
 
@@ -88,10 +95,14 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
     *out = NULL;
     runq_worker_options o = RUNQ_WORKER_OPTIONS_INIT;
     if (options) {
-        if (options->version != RUNQ_WORKER_OPTIONS_VERSION)
-            return rq_error(RUNQ_EINVAL, "runq_worker_options.version is %u; this library knows %d",
+        /* A version 1 caller's struct ends before the autoscaling fields:
+         * copy only that much and keep the defaults (a fixed pool). */
+        if (options->version == 1) memcpy(&o, options, offsetof(runq_worker_options, min_concurrency));
+        else if (options->version == RUNQ_WORKER_OPTIONS_VERSION) o = *options;
+        else
+            return rq_error(RUNQ_EINVAL, "runq_worker_options.version is %u; this library knows 1 to %d",
                             options->version, RUNQ_WORKER_OPTIONS_VERSION);
-        o = *options;
+        o.version = RUNQ_WORKER_OPTIONS_VERSION;
     }
     static const char *const default_queues[] = {"default"};
     if (!o.queues || o.nqueues == 0) {
@@ -99,8 +110,23 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
         o.nqueues = 1;
     }
     if (o.nqueues > 64) return rq_error(RUNQ_EINVAL, "a worker reads at most 64 queues");
-    if (o.concurrency < 1 || o.concurrency > 1024)
-        return rq_error(RUNQ_EINVAL, "concurrency must be 1 to 1024");
+    if (o.min_concurrency || o.max_concurrency) {
+        if (o.max_concurrency < 1 || o.max_concurrency > 1024)
+            return rq_error(RUNQ_EINVAL, "max_concurrency must be 1 to 1024 when min_concurrency is set");
+        if (o.min_concurrency < 0 || o.min_concurrency > o.max_concurrency)
+            return rq_error(RUNQ_EINVAL, "min_concurrency must be 0 to max_concurrency (%d), got %d",
+                            o.max_concurrency, o.min_concurrency);
+        if (o.idle_timeout_ms < 1)
+            return rq_error(RUNQ_EINVAL, "idle_timeout_ms must be positive");
+        /* At least one thread stays, so fetched jobs always have a taker
+         * even when no thread can be started. */
+        o.concurrency = o.max_concurrency;
+        if (o.min_concurrency == 0) o.min_concurrency = 1;
+    } else {
+        if (o.concurrency < 1 || o.concurrency > 1024)
+            return rq_error(RUNQ_EINVAL, "concurrency must be 1 to 1024");
+        o.min_concurrency = o.concurrency;
+    }
     if (o.lease_ms < 100) return rq_error(RUNQ_EINVAL, "lease must be at least 100 ms");
     if (o.mode != RUNQ_WORKER_PUSH && o.mode != RUNQ_WORKER_PULL)
         return rq_error(RUNQ_EINVAL, "unknown worker mode %d", (int)o.mode);
@@ -115,6 +141,8 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
     w->client = c;
     w->backend = c->backend;
     w->concurrency = o.concurrency;
+    w->min_threads = o.min_concurrency;
+    w->idle_ms = o.idle_timeout_ms;
     w->mode = o.mode;
     w->lease_ms = o.lease_ms;
     w->auto_extend = o.auto_extend != 0;
@@ -194,7 +222,11 @@ static void fetcher_main(void *arg) {
     runq_worker *w = arg;
     uv_mutex_lock(&w->lock);
     while (!w->stopping) {
-        int free_slots = w->concurrency - w->ready.count - w->nrunning;
+        rq_pool_reap(&w->pool);
+        /* With autoscaling, ask for up to headroom jobs more than the
+         * threads can take now: if the backend has them, that is a backlog
+         * and the pool grows to run them (below). */
+        int free_slots = w->pool.threads + rq_pool_headroom(&w->pool) - w->ready.count - w->nrunning;
         if (free_slots <= 0) {
             uv_cond_wait(&w->changed, &w->lock);
             continue;
@@ -209,6 +241,10 @@ static void fetcher_main(void *arg) {
         uv_mutex_lock(&w->lock);
         for (size_t i = 0; i < n; i++) list_push(&w->ready, jobs[i]);
         rq_free(jobs);
+        int surplus = w->ready.count + w->nrunning - w->pool.threads;
+        /* A thread that cannot start is not fatal: the jobs wait for the
+         * threads there are, their leases kept by the keeper. */
+        if (surplus > 0 && !w->stopping) rq_pool_grow(&w->pool, surplus);
         if (n) uv_cond_broadcast(&w->changed);
     }
     uv_mutex_unlock(&w->lock);
@@ -243,7 +279,7 @@ static int job_do_fail(runq_job *job, int64_t delay_ms);
 static bool job_timed_out(runq_job *job) {
     if (job->timeout_ms <= 0 || job->started_mono_ms <= 0) return false;
     int64_t took = rq_mono_ms() - job->started_mono_ms;
-    if (took <= job->timeout_ms) return false;
+    if (took < job->timeout_ms) return false; /* the same boundary as runq_job_cancelled */
     char msg[128];
     snprintf(msg, sizeof msg, "timed out: the handler ran %lld ms, its timeout is %lld ms",
              (long long)took, (long long)job->timeout_ms);
@@ -359,8 +395,10 @@ static void handler_main(void *arg) {
     runq_worker *w = arg;
     uv_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->ready.count && !w->stopping) uv_cond_wait(&w->changed, &w->lock);
-        if (w->stopping) break;
+        bool leave = false;
+        while (!w->ready.count && !w->stopping && !leave) leave = rq_pool_idle(&w->pool, &w->changed);
+        if (w->stopping || leave) break;
+        rq_pool_busy(&w->pool);
         runq_job *job = list_pop(&w->ready);
         list_push(&w->held, job);
         w->nrunning++;
@@ -420,14 +458,21 @@ int runq_worker_start(runq_worker *w) {
     if (w->mode != RUNQ_WORKER_PUSH)
         return rq_error(RUNQ_ESTATE, "a pull-mode worker is driven with runq_worker_next");
     if (w->started || w->stopping) return rq_error(RUNQ_ESTATE, "worker already started or stopped");
-    w->handlers = rq_calloc((size_t)w->concurrency, sizeof *w->handlers);
-    if (!w->handlers) return rq_error(RUNQ_ENOMEM, "out of memory");
+    int rc = rq_pool_init(&w->pool, &w->lock, handler_main, w, w->min_threads, w->concurrency,
+                          w->idle_ms);
+    if (rc) return rc;
     w->started = true;
-    int rc = start_keeper(w);
+    rc = start_keeper(w);
     if (!rc) rc = rq_scheduler_start(w->scheduler);
-    for (int i = 0; !rc && i < w->concurrency; i++, w->nhandlers++)
-        if (uv_thread_create(&w->handlers[i], handler_main, w) != 0)
-            rc = rq_error(RUNQ_ENOMEM, "cannot start handler thread %d", i);
+    if (!rc) {
+        uv_mutex_lock(&w->lock);
+        int n = rq_pool_grow(&w->pool, w->min_threads);
+        uv_mutex_unlock(&w->lock);
+        if (n >= 0 && n < w->min_threads)
+            rc = rq_error(RUNQ_ENOMEM, "started %d of %d handler threads", n, w->min_threads);
+        else if (n < 0)
+            rc = n;
+    }
     if (!rc && uv_thread_create(&w->fetcher, fetcher_main, w) != 0)
         rc = rq_error(RUNQ_ENOMEM, "cannot start the fetcher thread");
     else if (!rc)
@@ -549,13 +594,15 @@ void runq_worker_stats_get(runq_worker_stats *out, const runq_worker *w) {
     runq_worker *mw = (runq_worker *)w; /* the lock is not part of the value */
     uv_mutex_lock(&mw->lock);
     *out = w->stats;
+    out->threads = w->pool.threads;
+    out->idle = w->pool.idle;
     uv_mutex_unlock(&mw->lock);
 }
 
 void runq_worker_free(runq_worker *w) {
     if (!w) return;
     runq_worker_stop(w, 0);
-    for (int i = 0; i < w->nhandlers; i++) uv_thread_join(&w->handlers[i]);
+    rq_pool_join_all(&w->pool); /* the fetcher, the only one to grow it, is gone */
     uv_mutex_lock(&w->lock);
     w->keeper_exit = true;
     uv_cond_signal(&w->keeper_wake);

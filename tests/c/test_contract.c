@@ -792,6 +792,127 @@ TEST(periodic_job_runs_once_per_period_across_workers) {
     runq_client_close(c);
 }
 
+/* ---- autoscaling ---- */
+
+static runq_worker *scaling_worker;
+static atomic_int threads_max;
+/* Holds until a second handler runs at the same time, which with
+ * min_concurrency 1 only a grown pool can provide (bounded, to fail rather
+ * than hang), then stays slow so a backlog builds. */
+static int overlap_handler(runq_job *job, void *ud) {
+    (void)job;
+    (void)ud;
+    int now = atomic_fetch_add(&running_now, 1) + 1;
+    for (int m = atomic_load(&running_max); now > m && !atomic_compare_exchange_weak(&running_max, &m, now);) {}
+    runq_worker_stats s;
+    runq_worker_stats_get(&s, scaling_worker);
+    for (int m = atomic_load(&threads_max); s.threads > m &&
+         !atomic_compare_exchange_weak(&threads_max, &m, (int)s.threads);) {}
+    int64_t until = t_now_ms() + 20000;
+    while (atomic_load(&running_max) < 2 && t_now_ms() < until) t_sleep_ms(2);
+    t_sleep_ms(20);
+    atomic_fetch_sub(&running_now, 1);
+    atomic_fetch_add(&slow_done, 1);
+    return 0;
+}
+
+static runq_worker *t_scaling_worker(runq_client *c, int min, int max, int64_t idle_ms) {
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.min_concurrency = min;
+    wo.max_concurrency = max;
+    wo.idle_timeout_ms = idle_ms;
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    return w;
+}
+
+TEST(autoscaling_pool_grows_with_backlog_and_shrinks_to_min) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = overlap_handler;
+    ASSERT_OK(runq_task_register(NULL, c, "slow", &to));
+    enum { N = 40 };
+    char id[RUNQ_ID_SIZE];
+    for (int i = 0; i < N; i++) t_enqueue(c, id, "slow", i, NULL);
+    scaling_worker = t_scaling_worker(c, 1, 8, 200);
+    runq_worker_stats s;
+    runq_worker_stats_get(&s, scaling_worker);
+    ASSERT_EQ(s.threads, 0); /* nothing runs before start */
+    ASSERT_OK(runq_worker_start(scaling_worker));
+    WAIT_UNTIL(atomic_load(&slow_done) == N);
+    ASSERT_GT(atomic_load(&running_max), 1); /* handlers overlapped */
+    ASSERT_LE(atomic_load(&running_max), 8);
+    ASSERT_GT(atomic_load(&threads_max), 1); /* the stats saw the pool grow */
+    ASSERT_LE(atomic_load(&threads_max), 8);
+    /* No more work: every thread above min times out and exits. */
+    WAIT_UNTIL((runq_worker_stats_get(&s, scaling_worker), s.threads == 1));
+    runq_worker_stats_get(&s, scaling_worker);
+    ASSERT_EQ(s.threads, 1);
+    ASSERT_EQ(s.running, 0);
+    ASSERT_EQ(s.processed, N);
+    /* The pool at min still works, and grows again for a new backlog. */
+    atomic_store(&running_max, 0);
+    for (int i = 0; i < 4; i++) t_enqueue(c, id, "slow", i, NULL);
+    WAIT_UNTIL(atomic_load(&slow_done) == N + 4);
+    ASSERT_GT(atomic_load(&running_max), 1);
+    runq_worker_free(scaling_worker); /* joins every thread, exited or not */
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.pending + st.active + st.scheduled, 0);
+    runq_client_close(c);
+}
+
+static int short_handler(runq_job *job, void *ud) {
+    (void)job;
+    (void)ud;
+    t_sleep_ms(5);
+    atomic_fetch_add(&slow_done, 1);
+    return 0;
+}
+
+/* Stops land while the pool grows (a backlog just arrived) and while it
+ * shrinks (threads timing out): every job ends done or back in pending
+ * unstarted, none is lost or left leased. */
+TEST(stop_while_the_pool_grows_or_shrinks_loses_no_job) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = short_handler;
+    ASSERT_OK(runq_task_register(NULL, c, "short", &to));
+    enum { ROUNDS = 6, N = 30 };
+    static char ids[ROUNDS * N][RUNQ_ID_SIZE];
+    int total = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        runq_worker *w = t_scaling_worker(c, 1, 8, 5 + r * 5);
+        ASSERT_OK(runq_worker_start(w));
+        for (int i = 0; i < N; i++) t_enqueue(c, ids[total++], "short", i, NULL);
+        if (r % 2) { /* shrinking: the backlog drained, idle threads leave */
+            WAIT_UNTIL(atomic_load(&slow_done) >= total);
+        } else { /* growing: stop as soon as a second thread exists */
+            runq_worker_stats s;
+            WAIT_UNTIL((runq_worker_stats_get(&s, w), s.threads > 1 || atomic_load(&slow_done) >= total));
+        }
+        ASSERT_OK(runq_worker_stop(w, 10000));
+        runq_worker_free(w);
+        runq_queue_stats st;
+        ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+        ASSERT_EQ(st.active, 0);
+        ASSERT_EQ(st.pending + atomic_load(&slow_done), total);
+    }
+    /* A last worker drains what the stops returned. */
+    runq_worker *w = t_scaling_worker(c, 1, 8, 50);
+    ASSERT_OK(runq_worker_start(w));
+    WAIT_UNTIL(atomic_load(&slow_done) >= total);
+    runq_worker_free(w);
+    ASSERT_EQ(atomic_load(&slow_done), total); /* each ran once: none twice */
+    for (int i = 0; i < total; i++) {
+        runq_job *snap = NULL;
+        ASSERT_OK(runq_job_get(&snap, c, ids[i]));
+        ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+        runq_job_free(snap);
+    }
+    runq_client_close(c);
+}
+
 /* ---- bad input ---- */
 
 TEST(bad_input_gets_clear_errors) {

@@ -185,4 +185,75 @@ TEST(cron_next_fire_times) {
     ASSERT_EQ(rq_cron_next(&c, utc_ms(2026, 1, 1, 0, 0)), -1);
 }
 
+static int noop_handler(runq_job *job, void *ud) {
+    (void)job;
+    (void)ud;
+    return 0;
+}
+
+TEST(worker_pool_options_checked_and_version_1_accepted) {
+    runq_client *c = NULL;
+    ASSERT_OK(runq_client_open(&c, "memory://", NULL));
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = noop_handler;
+    ASSERT_OK(runq_task_register(NULL, c, "noop", &to));
+    runq_worker *w = NULL;
+    struct { int min, max; int64_t idle; const char *detail; } bad[] = {
+        {2, 0, 1000, "max_concurrency"}, {0, 2000, 1000, "max_concurrency"},
+        {5, 4, 1000, "min_concurrency"}, {-1, 4, 1000, "min_concurrency"},
+        {1, 4, 0, "idle_timeout_ms"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        runq_worker_options o = RUNQ_WORKER_OPTIONS_INIT;
+        o.min_concurrency = bad[i].min;
+        o.max_concurrency = bad[i].max;
+        o.idle_timeout_ms = bad[i].idle;
+        ASSERT_EQ(runq_worker_create(&w, c, &o), RUNQ_EINVAL);
+        ASSERT(w == NULL);
+        ASSERT(strstr(runq_error_last(), bad[i].detail) != NULL);
+    }
+    runq_worker_options o = RUNQ_WORKER_OPTIONS_INIT;
+    o.version = 3;
+    ASSERT_EQ(runq_worker_create(&w, c, &o), RUNQ_EINVAL);
+
+    /* A version 1 caller's struct ends before the autoscaling fields: what
+     * lies there is not read, and `concurrency` is a fixed pool. */
+    o = (runq_worker_options)RUNQ_WORKER_OPTIONS_INIT;
+    o.version = 1;
+    o.concurrency = 3;
+    o.min_concurrency = -7;
+    o.max_concurrency = 99999;
+    o.idle_timeout_ms = -1;
+    ASSERT_OK(runq_worker_create(&w, c, &o));
+    ASSERT_OK(runq_worker_start(w));
+    runq_worker_stats s;
+    runq_worker_stats_get(&s, w);
+    ASSERT_EQ(s.threads, 3);
+    runq_worker_free(w);
+
+    /* Only max given: min defaults to 1. */
+    o = (runq_worker_options)RUNQ_WORKER_OPTIONS_INIT;
+    o.max_concurrency = 4;
+    ASSERT_OK(runq_worker_create(&w, c, &o));
+    ASSERT_OK(runq_worker_start(w));
+    WAIT_UNTIL((runq_worker_stats_get(&s, w), s.idle == 1));
+    ASSERT_EQ(s.threads, 1);
+    runq_worker_free(w);
+
+    /* Pull mode: max_concurrency is the number of jobs held at once. */
+    o = (runq_worker_options)RUNQ_WORKER_OPTIONS_INIT;
+    o.mode = RUNQ_WORKER_PULL;
+    o.max_concurrency = 2;
+    ASSERT_OK(runq_worker_create(&w, c, &o));
+    char id[RUNQ_ID_SIZE];
+    for (int i = 0; i < 3; i++) t_enqueue(c, id, "noop", i, NULL);
+    runq_job *a = NULL, *b = NULL, *x = NULL;
+    ASSERT_OK(runq_worker_next(w, &a, 5000));
+    ASSERT_OK(runq_worker_next(w, &b, 5000));
+    ASSERT_EQ(runq_worker_next(w, &x, 5000), RUNQ_ESTATE);
+    runq_job_free(a);
+    runq_job_free(b);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
 TEST_MAIN()
