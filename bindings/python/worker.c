@@ -74,15 +74,18 @@ static int worker_init(PyObject *op, PyObject *args, PyObject *kw)
 {
     rqpy_worker *self = (rqpy_worker *)op;
     static char *kwlist[] = {"client", "queues", "weights", "concurrency",
-                             "lease_ms", "grace_ms", NULL};
+                             "lease_ms", "grace_ms", "min_concurrency",
+                             "max_concurrency", "idle_timeout_ms", NULL};
     PyObject *client, *queues = Py_None, *weights = Py_None;
     runq_worker_options o = RUNQ_WORKER_OPTIONS_INIT;
-    long long lease = o.lease_ms, grace = 30000;
+    long long lease = o.lease_ms, grace = 30000, idle = o.idle_timeout_ms;
     rqpy_state *st = worker_state(self);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|O$OiLL:Worker", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|O$OiLLiiL:Worker", kwlist,
                                      st->client_type, &client, &queues, &weights,
-                                     &o.concurrency, &lease, &grace))
+                                     &o.concurrency, &lease, &grace, &o.min_concurrency,
+                                     &o.max_concurrency, &idle))
         return -1;
+    o.idle_timeout_ms = idle;
     if (self->worker != NULL) {
         rqpy_raise_msg(st, RUNQ_ESTATE, "Worker.__init__ called twice", NULL);
         return -1;
@@ -260,9 +263,10 @@ static PyObject *worker_stats(PyObject *op, PyObject *unused)
         return NULL;
     runq_worker_stats s = {0};
     runq_worker_stats_get(&s, w);
-    return Py_BuildValue("{sLsLsLsL}", "processed", (long long)s.processed, "failed",
+    return Py_BuildValue("{sLsLsLsLsLsL}", "processed", (long long)s.processed, "failed",
                          (long long)s.failed, "dead", (long long)s.dead, "running",
-                         (long long)s.running);
+                         (long long)s.running, "threads", (long long)s.threads, "idle",
+                         (long long)s.idle);
 }
 
 static PyObject *worker_check(PyObject *op, PyObject *unused)
@@ -300,7 +304,8 @@ static PyMethodDef worker_methods[] = {
     {"stop", worker_stop, METH_VARARGS,
      "stop(grace_ms=None) -> bool: stop fetching, let handlers finish for grace_ms."},
     {"close", worker_close, METH_NOARGS, "Stop, wait for the handler threads, free."},
-    {"stats", worker_stats, METH_NOARGS, "Counters: processed, failed, dead, running."},
+    {"stats", worker_stats, METH_NOARGS,
+     "Counters: processed, failed, dead, running; pool size: threads, idle."},
     {"check", worker_check, METH_NOARGS, "Raise an exception a handler callback stored."},
     {NULL, NULL, 0, NULL},
 };
@@ -318,7 +323,8 @@ static PyGetSetDef worker_getset[] = {
 
 static PyType_Slot worker_slots[] = {
     {Py_tp_doc, "Worker(client, queues=None, *, weights=None, concurrency=4, "
-                "lease_ms=30000, grace_ms=30000)"},
+                "lease_ms=30000, grace_ms=30000, min_concurrency=0, max_concurrency=0, "
+                "idle_timeout_ms=10000)"},
     {Py_tp_init, worker_init},
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_dealloc, worker_dealloc},

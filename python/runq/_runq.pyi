@@ -162,6 +162,9 @@ class Worker:
         concurrency: int = ...,
         lease_ms: int = ...,
         grace_ms: int = ...,
+        min_concurrency: int = ...,
+        max_concurrency: int = ...,
+        idle_timeout_ms: int = ...,
     ) -> None: ...
     @property
     def closed(self) -> bool: ...

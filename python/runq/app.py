@@ -294,13 +294,16 @@ class App:
         self,
         queues: Sequence[str] | None = None,
         *,
-        concurrency: int = 4,
+        concurrency: int | tuple[int, int] = 4,
         weights: Sequence[int] | None = None,
         lease: Seconds = 30.0,
         grace: Seconds = 30.0,
+        idle_timeout: Seconds = 10.0,
     ) -> Worker:
+        """A worker for this app's tasks; ``concurrency=(min, max)`` autoscales
+        its handler threads (see Worker)."""
         return Worker(self, queues, concurrency=concurrency, weights=weights,
-                      lease=lease, grace=grace)
+                      lease=lease, grace=grace, idle_timeout=idle_timeout)
 
     # Async handlers run on the loop of the most recently started worker
     # (a worker owns its loop); one is made on demand when none runs.

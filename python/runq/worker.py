@@ -20,6 +20,10 @@ class Worker:
     """Fetches jobs from ``queues`` (strict order, or ``weights``) and runs up
     to ``concurrency`` handlers at once on engine threads.
 
+    ``concurrency=(min, max)`` autoscales the handler threads: the pool
+    grows towards max while every handler is busy and jobs keep coming, and a
+    thread idle for ``idle_timeout`` seconds exits, down to min.
+
     ``run()`` blocks until SIGINT/SIGTERM or ``stop()``; ``start()`` /
     ``stop()`` run it in the background. On stop, fetched jobs not started
     go back to pending at once, running handlers get ``grace`` seconds, then
@@ -32,16 +36,29 @@ class Worker:
         app: App,
         queues: Sequence[str] | None = None,
         *,
-        concurrency: int = 4,
+        concurrency: int | tuple[int, int] = 4,
         weights: Sequence[int] | None = None,
         lease: Seconds = 30.0,
         grace: Seconds = 30.0,
+        idle_timeout: Seconds = 10.0,
     ) -> None:
-        if concurrency < 1:
+        self.min_concurrency = self.max_concurrency = 0
+        if isinstance(concurrency, tuple):
+            if len(concurrency) != 2:
+                raise ValueError("concurrency=(min, max) takes two numbers")
+            lo, hi = (int(x) for x in concurrency)
+            if not 1 <= lo <= hi:
+                raise ValueError(f"concurrency=(min, max) needs 1 <= min <= max, got {concurrency}")
+            self.min_concurrency, self.max_concurrency = lo, hi
+            concurrency = hi
+        elif concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.app = app
         self.queues = list(queues) if queues else ["default"]
         self.concurrency = concurrency
+        self.idle_timeout_ms = _ms(idle_timeout, "idle_timeout") or 0
+        if self.max_concurrency and self.idle_timeout_ms < 1:
+            raise ValueError("idle_timeout must be > 0")
         self.weights = list(weights) if weights else None
         self.lease_ms = _ms(lease, "lease") or 30000
         self.grace_ms = _ms(grace, "grace") or 0
@@ -68,7 +85,9 @@ class Worker:
             self._requested_grace = None
             raw = _runq.Worker(self.app.client, self.queues, weights=self.weights,
                                concurrency=self.concurrency, lease_ms=self.lease_ms,
-                               grace_ms=self.grace_ms)
+                               grace_ms=self.grace_ms, min_concurrency=self.min_concurrency,
+                               max_concurrency=self.max_concurrency,
+                               idle_timeout_ms=self.idle_timeout_ms)
             self._loop = self.app._push_loop()
             try:
                 for sched in self.app._schedules:
@@ -84,8 +103,10 @@ class Worker:
             # A started worker stays alive while it runs even if the caller
             # drops it (freeing it would stop it).
             self.app._running_workers.add(self)
-        log.info("runq worker started: backend=%s queues=%s concurrency=%d",
-                 self.app.backend, ",".join(self.queues), self.concurrency)
+        log.info("runq worker started: backend=%s queues=%s concurrency=%s",
+                 self.app.backend, ",".join(self.queues),
+                 f"{self.min_concurrency}:{self.max_concurrency}" if self.max_concurrency
+                 else self.concurrency)
         return self
 
     def stop(self, grace: Seconds | None = None) -> bool:
