@@ -1114,6 +1114,49 @@ static int w_stats(lua_State *L)
     return 1;
 }
 
+/* worker:schedule{task=..., every=seconds | cron="m h dom mon dow", args=...,
+ * queue=...} -> true | nil, err, code. Before the first run_once: the
+ * engine's scheduler thread enqueues each fire time once across workers;
+ * it never touches this lua_State. */
+static int w_schedule(lua_State *L)
+{
+    wk_box *wk = check_worker(L, 1);
+    int o = opt_table_index(L, 2);
+    if (o == 0)
+        return push_msg_error(L, "schedule needs an options table", "EINVAL");
+    char err[RQ_ERR_SIZE];
+    runq_periodic_options p = RUNQ_PERIODIC_OPTIONS_INIT;
+    int64_t every = 0;
+    int r;
+    if ((r = opt_str(L, o, "task", &p.task, err)) < 0) goto bad;
+    if (r == 0)
+        return push_msg_error(L, "schedule needs option 'task'", "EINVAL");
+    if ((r = opt_secs(L, o, "every", &every, err)) < 0) goto bad;
+    if (r && every == 0)
+        return push_msg_error(L, "option 'every' must be > 0 seconds", "EINVAL");
+    p.every_ms = every;
+    if ((r = opt_str(L, o, "cron", &p.cron, err)) < 0) goto bad;
+    if ((p.every_ms > 0) == (p.cron != NULL))
+        return push_msg_error(L, "give exactly one of 'every' and 'cron'", "EINVAL");
+    if ((r = opt_str(L, o, "queue", &p.queue, err)) < 0) goto bad;
+    rq_buf buf = { 0 };
+    if ((r = opt_field(L, o, "args", LUA_TTABLE, err)) < 0) goto bad;
+    if (r && rq_mp_encode_args(L, lua_gettop(L), &buf, err) != 0) {
+        rq_buf_free(&buf);
+        goto bad;
+    }
+    p.args = buf.p;
+    p.args_len = buf.len;
+    int rc = runq_worker_schedule(wk->w, &p);
+    rq_buf_free(&buf);
+    if (rc != 0)
+        return push_rq_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+bad:
+    return push_msg_error(L, err, "EINVAL");
+}
+
 static int w_close(lua_State *L)
 {
     wk_ud *ud = luaL_checkudata(L, 1, MT_WORKER);
@@ -1168,7 +1211,8 @@ int luaopen_runq_core(lua_State *L)
     };
     static const luaL_Reg worker_m[] = {
         { "run_once", w_run_once }, { "stop", w_stop }, { "stopped", w_stopped },
-        { "stats", w_stats }, { "close", w_close }, { NULL, NULL }
+        { "stats", w_stats }, { "close", w_close }, { "schedule", w_schedule },
+        { NULL, NULL }
     };
     static const luaL_Reg job_m[] = {
         { "id", j_id }, { "task", j_task }, { "queue", j_queue },

@@ -13,6 +13,7 @@
 local core = require "runq.core"
 
 local setmetatable, type, error, select = setmetatable, type, error, select
+local pairs, ipairs = pairs, ipairs
 
 local _M = {
   _VERSION = core._VERSION,
@@ -85,7 +86,35 @@ function App:pause(queue) return self.client:pause(queue or "default") end
 function App:resume(queue) return self.client:resume(queue or "default") end
 function App:close() return self.client:close() end
 
+-- app:schedule{task=..., every=seconds | cron="m h dom mon dow", args=...,
+-- queue=...}: enqueue `task` periodically (every: fire times aligned to
+-- multiples of it; cron: 5 fields, UTC). Workers this app creates afterwards
+-- carry the schedule; however many run, each fire time enqueues one job.
+-- -> true | nil, err, code (a bad cron expression is refused here).
+function App:schedule(opts)
+  if type(opts) ~= "table" then
+    return nil, "schedule options must be a table", "EINVAL"
+  end
+  -- Check it now with a throwaway worker (nothing is fetched or started),
+  -- so a bad spec fails here and not at app:worker.
+  local probe, err, code = self.client:worker{}
+  if not probe then return nil, err, code end
+  local ok
+  ok, err, code = probe:schedule(opts)
+  probe:close()
+  if not ok then return nil, err, code end
+  local copy = {}
+  for k, v in pairs(opts) do copy[k] = v end
+  self.schedules = self.schedules or {}
+  self.schedules[#self.schedules + 1] = copy
+  return true
+end
+
 -- app:worker{queues=..., weights=..., concurrency=..., lease=..., auto_extend=...}
+-- A Lua worker runs handlers on the calling thread (pull mode): concurrency
+-- is how many fetched jobs it may hold, not a thread pool, so the C/Python
+-- autoscaling options (min/max concurrency) do not apply; run more
+-- processes (or OpenResty workers) to scale.
 function App:worker(opts)
   if opts ~= nil and type(opts) ~= "table" then
     return nil, "worker options must be a table", "EINVAL"
@@ -93,6 +122,13 @@ function App:worker(opts)
   local w, err, code = self.client:worker(opts)
   if not w then
     return nil, err, code
+  end
+  for _, s in ipairs(self.schedules or {}) do
+    local ok, serr, scode = w:schedule(s)
+    if not ok then
+      w:close()
+      return nil, serr, scode
+    end
   end
   return setmetatable({ w = w, app = self }, Worker)
 end
