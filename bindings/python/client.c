@@ -194,15 +194,21 @@ static int client_init(PyObject *op, PyObject *args, PyObject *kw)
 {
     rqpy_client *self = (rqpy_client *)op;
     static char *kwlist[] = {"url", "max_payload", "connect_timeout_ms",
-                             "command_timeout_ms", "result_ttl_ms", NULL};
+                             "command_timeout_ms", "result_ttl_ms", "compress_threshold", NULL};
     const char *url = NULL;
     runq_client_options o = RUNQ_CLIENT_OPTIONS_INIT;
     Py_ssize_t max_payload = (Py_ssize_t)o.max_payload;
+    Py_ssize_t compress_threshold = (Py_ssize_t)o.compress_threshold;
     long long result_ttl = o.result_ttl_ms;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$niiL:Client", kwlist, &url,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$niiLn:Client", kwlist, &url,
                                      &max_payload, &o.connect_timeout_ms,
-                                     &o.command_timeout_ms, &result_ttl))
+                                     &o.command_timeout_ms, &result_ttl, &compress_threshold))
         return -1;
+    if (compress_threshold < 0) {
+        PyErr_SetString(PyExc_ValueError, "compress_threshold must be >= 0 (0: never compress)");
+        return -1;
+    }
+    o.compress_threshold = (size_t)compress_threshold;
     if (self->client != NULL) {
         rqpy_raise_msg(client_state(self), RUNQ_ESTATE, "Client.__init__ called twice", NULL);
         return -1;
@@ -356,6 +362,64 @@ static PyObject *client_register(PyObject *op, PyObject *args, PyObject *kw)
 
 /* ---- enqueue ---------------------------------------------------------- */
 
+/* Metadata (engineer C's block): the `meta` keyword, a mapping of str to
+ * str, is taken out of the keywords before they are parsed; its entries
+ * point into a copy that is put back into `kw` (which the caller keeps alive
+ * for the engine call) together with the entry array. */
+static int take_meta(PyObject *kw, PyObject **meta)
+{
+    *meta = NULL;
+    PyObject *m = PyDict_GetItemString(kw, "meta"); /* borrowed */
+    if (m == NULL)
+        return 0;
+    if (m != Py_None && (*meta = PyDict_New()) == NULL)
+        return -1;
+    if (*meta != NULL && PyDict_Update(*meta, m) < 0) {
+        Py_CLEAR(*meta);
+        if (PyErr_ExceptionMatches(PyExc_AttributeError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "meta must be a mapping of str to str");
+        }
+        return -1;
+    }
+    return PyDict_DelItemString(kw, "meta");
+}
+
+static int meta_entries(PyObject *kw, PyObject *meta, runq_enqueue_options *o)
+{
+    Py_ssize_t n = PyDict_GET_SIZE(meta), pos = 0, i = 0;
+    PyObject *holder = PyBytes_FromStringAndSize(NULL, (n ? n : 1) * (Py_ssize_t)sizeof(runq_meta_entry));
+    if (holder == NULL)
+        return -1;
+    runq_meta_entry *e = (runq_meta_entry *)PyBytes_AS_STRING(holder);
+    PyObject *k, *v;
+    while (PyDict_Next(meta, &pos, &k, &v)) {
+        if (!PyUnicode_Check(k) || !PyUnicode_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "meta must map str to str (got %.50s: %.50s)",
+                         Py_TYPE(k)->tp_name, Py_TYPE(v)->tp_name);
+            Py_DECREF(holder);
+            return -1;
+        }
+        Py_ssize_t kl, vl;
+        e[i].key = PyUnicode_AsUTF8AndSize(k, &kl);
+        e[i].value = e[i].key ? PyUnicode_AsUTF8AndSize(v, &vl) : NULL;
+        if (e[i].value == NULL || strlen(e[i].key) != (size_t)kl || strlen(e[i].value) != (size_t)vl) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "meta keys and values must not contain NUL");
+            Py_DECREF(holder);
+            return -1;
+        }
+        i++;
+    }
+    o->meta = e;
+    o->nmeta = (size_t)n;
+    PyObject *keep = PyTuple_Pack(2, meta, holder);
+    Py_DECREF(holder);
+    int rc = keep ? PyDict_SetItemString(kw, "meta", keep) : -1;
+    Py_XDECREF(keep);
+    return rc;
+}
+
 /* The options as keyword arguments: one parser for enqueue and for each
  * item of enqueue_many. Strings point into `kw`, which the caller keeps
  * alive (and unshared) for the duration of the engine call. */
@@ -374,9 +438,14 @@ static int parse_enqueue_options(PyObject *kw, runq_enqueue_options *o)
     long long once_in = o->once_in_ms;
     long long rate_interval = o->rate_interval_ms;
     int until_done = o->unique_until_done;
-    PyObject *empty = PyTuple_New(0);
-    if (empty == NULL)
+    PyObject *meta = NULL;
+    if (kw != NULL && take_meta(kw, &meta) < 0)
         return -1;
+    PyObject *empty = PyTuple_New(0);
+    if (empty == NULL) {
+        Py_XDECREF(meta);
+        return -1;
+    }
     int ok = PyArg_ParseTupleAndKeywords(empty, kw, "|$zLLiiLLLzLiiLzLp:enqueue options",
                                          kwlist, &o->queue, &delay, &eta,
                                          &o->priority, &o->max_retries, &timeout,
@@ -385,8 +454,11 @@ static int parse_enqueue_options(PyObject *kw, runq_enqueue_options *o)
                                          &once_in, &o->rate_key, &rate_interval,
                                          &until_done);
     Py_DECREF(empty);
-    if (!ok)
+    if (!ok || (meta != NULL && meta_entries(kw, meta, o) < 0)) {
+        Py_XDECREF(meta);
         return -1;
+    }
+    Py_XDECREF(meta);
     o->delay_ms = delay;
     o->eta_ms = eta;
     o->timeout_ms = timeout;
@@ -424,6 +496,12 @@ static PyObject *client_enqueue(PyObject *op, PyObject *args, PyObject *kw)
                 if (rc != 0) detail = runq_error_last());
     Py_XDECREF(kwcopy);
     PyBuffer_Release(&payload);
+    PyObject *hook_error = rqpy_hooks_take_enqueue_error();
+    if (rc != 0 && hook_error != NULL) { /* a before_enqueue hook refused it */
+        rqpy_restore_exception(hook_error); /* steals it, keeps its traceback */
+        return NULL;
+    }
+    Py_XDECREF(hook_error);
     if (rc != 0) {
         int has_id = rc == RUNQ_EDUPLICATE || rc == RUNQ_EDURABILITY;
         return rqpy_raise_msg(client_state(self), rc, detail, has_id && id[0] ? id : NULL);
@@ -482,6 +560,8 @@ static PyObject *client_enqueue_many(PyObject *op, PyObject *arg)
     int rc;
     ENGINE_CALL(self, rc = runq_enqueue_many(c, items, (size_t)n);
                 if (rc != 0) detail = runq_error_last());
+    /* Hook refusals are per item, with the exception's repr as detail. */
+    Py_XDECREF(rqpy_hooks_take_enqueue_error());
     out = PyList_New(n);
     for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
         PyObject *t = Py_BuildValue("(iss)", items[i].result,
@@ -695,7 +775,22 @@ static PyObject *client_closed(PyObject *op, void *closure)
     return PyBool_FromLong(((rqpy_client *)op)->client == NULL);
 }
 
+static PyObject *client_add_hooks(PyObject *op, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"before_enqueue", "before_process", "after_process", NULL};
+    PyObject *fns[3] = {Py_None, Py_None, Py_None};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$OOO:add_hooks", kwlist, &fns[0], &fns[1], &fns[2]))
+        return NULL;
+    runq_client *c = client_get((rqpy_client *)op);
+    if (c == NULL ||
+        rqpy_hooks_add(c, client_state((rqpy_client *)op)->job_type, fns[0], fns[1], fns[2]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef client_methods[] = {
+    {"add_hooks", (PyCFunction)(void (*)(void))client_add_hooks, METH_VARARGS | METH_KEYWORDS,
+     "add_hooks(*, before_enqueue=None, before_process=None, after_process=None)"},
     {"register", (PyCFunction)(void (*)(void))client_register, METH_VARARGS | METH_KEYWORDS,
      "Register a task: handler(job) returns truthy for success."},
     {"enqueue", (PyCFunction)(void (*)(void))client_enqueue, METH_VARARGS | METH_KEYWORDS,

@@ -39,8 +39,24 @@ static PyObject *buf_or_none(const void *buf, size_t len)
 enum job_field {
     F_ID, F_TASK, F_QUEUE, F_ARGS, F_STATE, F_ATTEMPT, F_MAX_RETRIES, F_PRIORITY,
     F_CREATED_AT, F_ETA, F_TIMEOUT, F_DEADLINE, F_UNIQUE_KEY, F_RESULT, F_ERROR,
-    F_CANCELLED, F_RATE_KEY, F_RATE_INTERVAL, F_UNIQUE_UNTIL_DONE, F_LEASED_AT
+    F_CANCELLED, F_RATE_KEY, F_RATE_INTERVAL, F_UNIQUE_UNTIL_DONE, F_LEASED_AT, F_META
 };
+
+/* The metadata as a new dict (a copy: the job may go away). */
+static PyObject *meta_dict(runq_job *j)
+{
+    PyObject *d = PyDict_New();
+    for (size_t i = 0; d != NULL && i < runq_job_meta_count(j); i++) {
+        const char *k, *v;
+        runq_job_meta_at(j, i, &k, &v);
+        PyObject *pk = str_or_none(k), *pv = str_or_none(v);
+        if (pk == NULL || pv == NULL || PyDict_SetItem(d, pk, pv) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(pk);
+        Py_XDECREF(pv);
+    }
+    return d;
+}
 
 static PyObject *job_field(PyObject *op, void *closure)
 {
@@ -74,6 +90,7 @@ static PyObject *job_field(PyObject *op, void *closure)
     case F_RATE_INTERVAL: return PyLong_FromLongLong(runq_job_rate_interval(j));
     case F_UNIQUE_UNTIL_DONE: return PyBool_FromLong(runq_job_unique_until_done(j));
     case F_LEASED_AT: return PyLong_FromLongLong(runq_job_leased_at(j));
+    case F_META: return meta_dict(j);
     }
     Py_UNREACHABLE();
 }
@@ -100,6 +117,7 @@ static PyGetSetDef job_getset[] = {
     FIELD("rate_interval", F_RATE_INTERVAL, "Least ms between starts of jobs of the rate key; 0: none."),
     FIELD("unique_until_done", F_UNIQUE_UNTIL_DONE, "True when the unique key holds until done or dead."),
     FIELD("leased_at", F_LEASED_AT, "When this delivery was leased, Unix ms (backend clock); 0 in snapshots."),
+    FIELD("meta", F_META, "The job's metadata (str -> str), a copy."),
     {NULL, NULL, NULL, NULL, NULL},
 };
 #undef FIELD
@@ -147,7 +165,24 @@ static PyObject *job_retry_in(PyObject *op, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* set_meta(key, value or None): only inside a before_enqueue hook. */
+static PyObject *job_set_meta(PyObject *op, PyObject *args)
+{
+    const char *key, *value;
+    if (!PyArg_ParseTuple(args, "sz:set_meta", &key, &value))
+        return NULL;
+    runq_job *j = job_get((rqpy_job *)op);
+    if (j == NULL)
+        return NULL;
+    int rc = runq_job_meta_set(j, key, value);
+    if (rc != 0)
+        return rqpy_raise(rqpy_state_of(Py_TYPE(op)), rc);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef job_methods[] = {
+    {"set_meta", job_set_meta, METH_VARARGS,
+     "set_meta(key, value): add metadata to a job being enqueued (None removes)."},
     {"set_result", job_set_result, METH_O, "Set the msgpack result the ack stores."},
     {"set_error", job_set_error, METH_O, "Set the failure message."},
     {"retry_in", job_retry_in, METH_O, "Retry a failure after this many ms instead of the backoff."},

@@ -69,6 +69,13 @@ void rqpy_client_worker_count(PyObject *client, int delta);
  * threads; raise it and return -1, or return 0 when there is none. */
 int rqpy_client_reraise(PyObject *client);
 
+/* hooks.c: runq_client_add_hooks with Python callables (None: not set). */
+int rqpy_hooks_add(runq_client *c, PyTypeObject *job_type, PyObject *before_enqueue,
+                   PyObject *before_process, PyObject *after_process);
+/* The exception a before_enqueue callable raised on this thread during the
+ * last enqueue call (new reference), or NULL. */
+PyObject *rqpy_hooks_take_enqueue_error(void);
+
 /* worker.c */
 int rqpy_worker_init_type(PyObject *module, rqpy_state *st);
 /* Stop and free every live worker (atexit). GIL held on entry. */

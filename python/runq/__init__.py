@@ -12,7 +12,7 @@
 See docs/python.md.
 """
 from . import _runq
-from .app import App
+from .app import App, ProcessOutcome
 from .errors import (
     BackendError,
     Closed,
@@ -40,7 +40,7 @@ from .worker import Worker
 __version__: str = _runq.VERSION
 
 __all__ = [
-    "App", "Task", "Job", "JobRef", "JobState", "Message", "Worker", "Retry",
+    "App", "Task", "Job", "JobRef", "JobState", "Message", "Worker", "Retry", "ProcessOutcome",
     "Error", "BackendError", "Closed", "DuplicateJob", "DurabilityUnknown",
     "InvalidArgument", "InvalidState", "InvalidURL", "JobFailed", "LeaseLost",
     "NotFound", "OutOfMemory", "PayloadTooLarge", "ProtocolError", "QueueFull",

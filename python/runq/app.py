@@ -3,17 +3,34 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
+import logging
 import os
 import threading
-from typing import Any, Awaitable, Callable, Sequence, TypeVar, overload
+from typing import Any, Awaitable, Callable, NamedTuple, Sequence, TypeVar, overload
 
 from . import _runq
 from .codec import encode_args
 from .errors import DuplicateJob
-from .job import JobRef
+from .job import Job, JobRef
 from .task import Message, Seconds, Task, _ms, make_messages
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("runq")
+
+
+class ProcessOutcome(NamedTuple):
+    """How one delivery of a job ended (``App.after_process``)."""
+
+    outcome: str       # "acked", "retried", "dead", "released", "lost"
+    error: str | None  # the failure message for retried and dead
+    duration_us: int   # from before_process to the end of the settle
+
+    @property
+    def duration(self) -> float:
+        """The duration in seconds."""
+        return self.duration_us / 1e6
 
 DEFAULT_URL = "memory://"
 
@@ -69,12 +86,19 @@ class App:
         result_ttl: Seconds | None = None,
         connect_timeout: Seconds | None = None,
         command_timeout: Seconds | None = None,
+        compress_threshold: int | None = None,
     ) -> None:
         self.url = url or os.environ.get("RUNQ_URL") or DEFAULT_URL
         self.tasks: dict[str, Task] = {}
         self._client_opts: dict[str, int] = {}
         if max_payload is not None:
             self._client_opts["max_payload"] = int(max_payload)
+        if compress_threshold is not None:  # bytes; 0: never compress
+            self._client_opts["compress_threshold"] = int(compress_threshold)
+        self._hook_fns: dict[str, list[Callable[..., Any]]] = {
+            "before_enqueue": [], "before_process": [], "after_process": []}
+        self._hooks_installed = False
+        self._job_contexts: dict[str, contextvars.Context] = {}
         for key, val in (("result_ttl_ms", result_ttl), ("connect_timeout_ms", connect_timeout),
                          ("command_timeout_ms", command_timeout)):
             ms = _ms(val, key)
@@ -98,8 +122,88 @@ class App:
                 client = _runq.Client(self.url, **self._client_opts)
                 for task in self.tasks.values():
                     task._register(client)
+                self._install_hooks(client)
                 self._client = client
             return self._client
+
+    # ---- hooks ----------------------------------------------------------
+    # The App registers one set of engine hooks (docs/python.md, "Hooks")
+    # that runs the callables added here, in the order added, with the GIL
+    # held, on the thread that enqueues (on_enqueue) or runs the handler
+    # (before/after_process). The engine gives each such call a fresh Python
+    # thread state, so contextvars would not carry from a before_process
+    # hook to the handler: one contextvars.Context per delivery is kept by
+    # job id and the hooks and the handler all run in it (that is what lets
+    # runq.otel make its span current for the handler).
+    def _add_hook(self, kind: str, fn: Callable[..., Any]) -> None:
+        with self._lock:
+            self._hook_fns[kind].append(fn)
+            if self._client is not None:
+                self._install_hooks(self._client)
+
+    def _install_hooks(self, client: _runq.Client) -> None:
+        if self._hooks_installed or not any(self._hook_fns.values()):
+            return
+        client.add_hooks(before_enqueue=self._run_enqueue_hooks,
+                         before_process=self._run_before_hooks,
+                         after_process=self._run_after_hooks)
+        self._hooks_installed = True
+
+    def _run_enqueue_hooks(self, raw: _runq.Job) -> None:
+        fns = list(self._hook_fns["before_enqueue"])
+        if fns:
+            job = Job(raw)
+            for fn in fns:
+                fn(job)
+
+    def _run_before_hooks(self, raw: _runq.Job) -> None:
+        ctx = contextvars.copy_context()
+        self._job_contexts[raw.id] = ctx
+        fns = list(self._hook_fns["before_process"])
+        if fns:
+            job = Job(raw)
+            for fn in fns:
+                try:
+                    ctx.run(fn, job)
+                except Exception:
+                    log.exception("runq: before_process hook %r failed for job %s", fn, raw.id)
+
+    def _run_after_hooks(self, raw: _runq.Job, outcome: str, error: str | None,
+                         duration_us: int) -> None:
+        ctx = self._job_contexts.pop(raw.id, None) or contextvars.copy_context()
+        fns = list(self._hook_fns["after_process"])
+        if fns:
+            job, info = Job(raw), ProcessOutcome(outcome, error, duration_us)
+            for fn in fns:
+                try:
+                    ctx.run(fn, job, info)
+                except Exception:
+                    log.exception("runq: after_process hook %r failed for job %s", fn, raw.id)
+
+    def _in_job_context(self, job_id: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a handler in the context its before_process hooks ran in."""
+        ctx = self._job_contexts.get(job_id)
+        return fn(*args) if ctx is None else ctx.run(fn, *args)
+
+    def on_enqueue(self, fn: F) -> F:
+        """``fn(job)`` before each job is stored: it may add metadata with
+        ``job.set_meta(key, value)`` (trace context). An exception refuses
+        the job: ``enqueue`` raises it (``enqueue_many`` fails that item)."""
+        self._add_hook("before_enqueue", fn)
+        return fn
+
+    def before_process(self, fn: F) -> F:
+        """``fn(job)`` right before a handler runs. An exception is logged
+        (logger ``runq``) and does not change the job's outcome."""
+        self._add_hook("before_process", fn)
+        return fn
+
+    def after_process(self, fn: F) -> F:
+        """``fn(job, outcome)`` once the job is settled; ``outcome`` is a
+        ``ProcessOutcome`` (outcome "acked", "retried", "dead", "released" or
+        "lost", the error text, the duration). An exception is logged."""
+        self._add_hook("after_process", fn)
+        return fn
 
     @property
     def backend(self) -> str:

@@ -45,7 +45,7 @@ class Job:
     __slots__ = (
         "_raw", "id", "task", "queue", "args", "kwargs", "attempt", "max_retries",
         "priority", "created_at", "eta", "timeout", "deadline", "unique_key",
-        "rate_key", "rate_interval", "unique_until_done", "leased_at",
+        "rate_key", "rate_interval", "unique_until_done", "leased_at", "meta",
     )
 
     def __init__(self, raw: _runq.Job) -> None:
@@ -72,6 +72,17 @@ class Job:
         # When this delivery was leased (its start), backend clock, Unix ms;
         # 0 in snapshots.
         self.leased_at: int = raw.leased_at
+        # Metadata ("headers", str -> str) carried from the producer; a copy.
+        self.meta: dict[str, str] = raw.meta
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Add (or with None remove) a metadata pair of a job being enqueued:
+        only inside an ``App.on_enqueue`` hook (else InvalidState)."""
+        self._raw.set_meta(key, value)
+        if value is None:
+            self.meta.pop(key, None)
+        else:
+            self.meta[key] = value
 
     @property
     def cancelled(self) -> bool:

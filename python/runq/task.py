@@ -61,9 +61,12 @@ def options_to_engine(
     rate_key: str | None = None,
     rate_interval: Seconds | None = None,
     unique_until_done: bool | None = None,
+    meta: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Python-friendly enqueue options (seconds, datetimes) -> engine ones (ms)."""
     o: dict[str, Any] = {}
+    if meta is not None:  # metadata ("headers"), str -> str, carried to the worker
+        o["meta"] = dict(meta)
     # Per-key interval limit and unique-until-done (the engine checks that
     # they come together: rate_key with rate_interval, unique_until_done
     # with unique_key).
@@ -222,7 +225,8 @@ class Task:
         """Per-enqueue options: delay, eta, priority, unique_key, unique_ttl,
         unique_until_done, queue, ttl, retries, timeout, replicate,
         replicate_timeout, rate_key, rate_interval (jobs with the same
-        rate_key start at least rate_interval seconds apart)."""
+        rate_key start at least rate_interval seconds apart), meta (a dict of
+        str to str carried to the worker as job.meta)."""
         return _Bound(self, {"queue": self.queue, **options_to_engine(**options)})
 
     def prepare(self, *args: Any, **kwargs: Any) -> Message:
@@ -279,7 +283,7 @@ class Task:
         assert self.fn is not None
         _handler_thread.active = True
         try:
-            result = self._invoke(self.fn, self._style, raw)
+            result = self.app._in_job_context(raw.id, self._invoke, self.fn, self._style, raw)
             raw.set_result(encode_value(result))
             return True
         except Retry as r:

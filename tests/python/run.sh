@@ -12,7 +12,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel >/dev/null
-"$venv/bin/python" -m pip install -q pytest mypy
+"$venv/bin/python" -m pip install -q pytest mypy opentelemetry-api opentelemetry-sdk
 # Always rebuild from this tree (the CMake build dir under build/ is reused).
 "$venv/bin/python" -m pip install -q --no-deps --force-reinstall .
 set +e
