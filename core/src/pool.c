@@ -90,7 +90,7 @@ bool rq_pool_idle(rq_pool *p, uv_cond_t *cond) {
         s->idle_since = now;
     }
     p->idle++;
-    if (p->threads > p->min) {
+    if (p->threads > p->min && s->state == SLOT_RUN) {
         int64_t left = s->idle_since + p->idle_ms - now;
         if (left <= 0) {
             /* Decided under the lock, so concurrent timeouts never take
