@@ -744,6 +744,30 @@ TEST(pulled_job_acked_after_its_timeout_fails) {
     runq_client_close(c);
 }
 
+/* runq_job_cancelled and the settle-time check share one boundary: an ack
+ * the moment the flag turns true (the same millisecond, mostly) is already
+ * a timeout failure, never a success. */
+TEST(ack_as_soon_as_cancelled_turns_true_is_timed_out) {
+    runq_client *c = t_client();
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    for (int i = 0; i < 10; i++) {
+        char id[RUNQ_ID_SIZE];
+        runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+        o.timeout_ms = 20;
+        o.max_retries = 0;
+        t_enqueue(c, id, "t", i, &o);
+        runq_job *job = NULL;
+        ASSERT_OK(runq_worker_next(w, &job, 5000));
+        int64_t until = t_now_ms() + 20000;
+        while (!runq_job_cancelled(job)) ASSERT_LT(t_now_ms(), until); /* spin: no sleep */
+        ASSERT_OK(runq_job_ack(job, NULL, 0));
+        ASSERT_EQ(runq_job_state_get(job), RUNQ_STATE_DEAD);
+        runq_job_free(job);
+    }
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
 /* ---- periodic jobs ---- */
 
 static atomic_int periodic_runs;
