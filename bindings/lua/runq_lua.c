@@ -51,6 +51,11 @@ typedef struct cl_box {
     int refs;        /* the Lua userdata + every worker box */
     handler_ref *handlers;
     size_t nhandlers;
+    /* Hooks (engineer C's block): registry refs of the Lua functions, per
+     * kind (enqueue, before, after); the engine hooks are added once. */
+    int *hooks[3];
+    size_t nhooks[3];
+    int hooks_added;
 } cl_box;
 
 typedef struct wk_box {
@@ -73,6 +78,8 @@ static void cl_unref(cl_box *b)
         return;
     runq_client_close(b->c);
     free(b->handlers);
+    for (int k = 0; k < 3; k++)
+        free(b->hooks[k]);
     free(b);
 }
 
@@ -223,6 +230,176 @@ static int opt_table_index(lua_State *L, int idx)
         return 0;
     luaL_checktype(L, idx, LUA_TTABLE);
     return idx;
+}
+
+/* ---------------------------------------------------------------- */
+/* Hooks and metadata                                                */
+/* ---------------------------------------------------------------- */
+
+/* Engine hooks call Lua only from inside a call this binding makes on the
+ * Lua thread (enqueue, run_once): the binding sets these thread-locals
+ * around such calls, and the trampolines do nothing when they are not set
+ * or name another client. So a hook fired on any other thread (a worker's
+ * periodic scheduler, the lease keeper) or during a GC finalizer never
+ * touches a lua_State; Lua hooks run on the state that made the call. */
+static _Thread_local lua_State *hook_L;
+static _Thread_local cl_box *hook_box;
+
+#define HOOKS_ON(L, b)                     \
+    lua_State *hook_prev_L = hook_L;       \
+    cl_box *hook_prev_box = hook_box;      \
+    hook_L = (L);                          \
+    hook_box = (b)
+#define HOOKS_OFF()                        \
+    do {                                   \
+        hook_L = hook_prev_L;              \
+        hook_box = hook_prev_box;          \
+    } while (0)
+
+enum { HOOK_ENQUEUE, HOOK_BEFORE, HOOK_AFTER };
+static const char *const hook_kinds[] = { "before_enqueue", "before_process", "after_process", NULL };
+static const char *const outcome_names[] = { "lost", "acked", "retried", "dead", "released", "lost" };
+
+static int handler_msgh(lua_State *L);
+
+/* The job's metadata as a new table. */
+static void push_meta(lua_State *L, const runq_job *j)
+{
+    lua_newtable(L);
+    for (size_t i = 0; i < runq_job_meta_count(j); i++) {
+        const char *k, *v;
+        runq_job_meta_at(j, i, &k, &v);
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, k);
+    }
+}
+
+/* Run the Lua hooks of one kind on the job. before_enqueue: the first
+ * error refuses the job (its message becomes the job's error). Others:
+ * errors are reported on stderr and do not change the outcome. */
+static int run_lua_hooks(cl_box *b, int kind, runq_job *job, const runq_process_info *info)
+{
+    lua_State *L = hook_L;
+    if (L == NULL || hook_box != b)
+        return 0;
+    int rc = 0;
+    for (size_t i = 0; i < b->nhooks[kind] && rc == 0; i++) {
+        lua_pushcfunction(L, handler_msgh);
+        int mh = lua_gettop(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, b->hooks[kind][i]);
+        /* The job is lent for the call, like a handler's job. */
+        job_ud *ud = lua_newuserdata(L, sizeof *ud);
+        ud->job = job;
+        ud->wk = NULL;
+        ud->in_handler = 1;
+        luaL_setmetatable(L, MT_JOB);
+        lua_pushvalue(L, -1);
+        int keep = luaL_ref(L, LUA_REGISTRYINDEX);
+        int nargs = 1;
+        if (kind == HOOK_AFTER) {
+            int o = (int)info->outcome;
+            lua_pushstring(L, outcome_names[o >= 1 && o <= 5 ? o : 0]);
+            if (info->error != NULL) lua_pushstring(L, info->error); else lua_pushnil(L);
+            lua_pushnumber(L, (lua_Number)info->duration_us / 1e6);
+            nargs = 4;
+        }
+        int st = lua_pcall(L, nargs, 0, mh);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, keep);
+        ((job_ud *)lua_touserdata(L, -1))->job = NULL; /* cut off: the engine owns it */
+        lua_pop(L, 1);
+        luaL_unref(L, LUA_REGISTRYINDEX, keep);
+        if (st != 0) {
+            const char *msg = lua_tostring(L, -1);
+            if (kind == HOOK_ENQUEUE) {
+                runq_job_set_error(job, msg != NULL ? msg : "a before_enqueue hook failed");
+                rc = RUNQ_EINVAL;
+            } else {
+                fprintf(stderr, "runq: %s hook failed for job %s: %s\n", hook_kinds[kind],
+                        runq_job_id(job), msg != NULL ? msg : "(no message)");
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1); /* the message handler */
+    }
+    return rc;
+}
+
+static int hook_enqueue(runq_job *job, void *ud) { return run_lua_hooks(ud, HOOK_ENQUEUE, job, NULL); }
+static void hook_before(runq_job *job, void *ud) { run_lua_hooks(ud, HOOK_BEFORE, job, NULL); }
+static void hook_after(runq_job *job, const runq_process_info *info, void *ud)
+{
+    run_lua_hooks(ud, HOOK_AFTER, job, info);
+}
+
+/* client:hook(kind, fn): kind is "before_enqueue", "before_process" or
+ * "after_process"; hooks of a kind run in the order added. */
+static int c_hook(lua_State *L)
+{
+    cl_ud *cu = luaL_checkudata(L, 1, MT_CLIENT);
+    if (cu->box == NULL)
+        return luaL_error(L, "runq client is closed");
+    cl_box *b = cu->box;
+    int kind = luaL_checkoption(L, 2, NULL, hook_kinds);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    if (!b->hooks_added) {
+        runq_hooks h = RUNQ_HOOKS_INIT;
+        h.before_enqueue = hook_enqueue;
+        h.before_process = hook_before;
+        h.after_process = hook_after;
+        h.userdata = b;
+        int rc = runq_client_add_hooks(b->c, &h);
+        if (rc != 0)
+            return push_rq_error(L, rc);
+        b->hooks_added = 1;
+    }
+    int *nh = realloc(b->hooks[kind], (b->nhooks[kind] + 1) * sizeof *nh);
+    if (nh == NULL)
+        return push_msg_error(L, "out of memory", "ENOMEM");
+    b->hooks[kind] = nh;
+    lua_pushvalue(L, 3);
+    nh[b->nhooks[kind]++] = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* The `meta` enqueue option: a table of string keys and values. The table
+ * stays on the stack, so the strings outlive the enqueue call. *out is
+ * malloc'd (the caller frees it). */
+static int read_meta(lua_State *L, int o, runq_enqueue_options *e, runq_meta_entry **out,
+                     char err[RQ_ERR_SIZE])
+{
+    *out = NULL;
+    if (o == 0)
+        return 0;
+    lua_getfield(L, o, "meta");
+    if (lua_isnil(L, -1))
+        return 0;
+    if (!lua_istable(L, -1)) {
+        snprintf(err, RQ_ERR_SIZE, "option 'meta' must be a table of strings");
+        return -1;
+    }
+    int t = lua_gettop(L);
+    size_t n = 0;
+    for (lua_pushnil(L); lua_next(L, t) != 0; lua_pop(L, 1))
+        n++;
+    *out = calloc(n ? n : 1, sizeof **out);
+    if (*out == NULL) {
+        snprintf(err, RQ_ERR_SIZE, "out of memory");
+        return -1;
+    }
+    size_t i = 0;
+    for (lua_pushnil(L); lua_next(L, t) != 0; lua_pop(L, 1)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            snprintf(err, RQ_ERR_SIZE, "option 'meta' must map strings to strings");
+            return -1;
+        }
+        (*out)[i].key = lua_tostring(L, -2);
+        (*out)[i++].value = lua_tostring(L, -1);
+    }
+    e->meta = *out;
+    e->nmeta = n;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -382,6 +559,13 @@ static void release_handlers(lua_State *L, cl_box *b)
         free(b->handlers[i].name);
     }
     b->nhandlers = 0;
+    /* Hooks too: the engine may still call them for a worker that outlives
+     * the client userdata; with no refs left they do nothing. */
+    for (int k = 0; k < 3; k++) {
+        for (size_t i = 0; i < b->nhooks[k]; i++)
+            luaL_unref(L, LUA_REGISTRYINDEX, b->hooks[k][i]);
+        b->nhooks[k] = 0;
+    }
 }
 
 static int c_gc(lua_State *L)
@@ -544,17 +728,26 @@ static int c_enqueue(lua_State *L)
     int64_t once_ms = 0;
     if (read_enqueue_opts(L, o, &e, &once_ms, err) != 0)
         return push_msg_error(L, err, "EINVAL");
+    runq_meta_entry *meta = NULL;
+    if (read_meta(L, o, &e, &meta, err) != 0) {
+        free(meta);
+        return push_msg_error(L, err, "EINVAL");
+    }
 
     rq_buf buf = { 0 };
     if (rq_mp_encode_args(L, 3, &buf, err) != 0) {
         rq_buf_free(&buf);
+        free(meta);
         return push_msg_error(L, err, "EINVAL");
     }
     /* once_in: the engine derives the unique key (docs/protocol.md). */
     e.once_in_ms = once_ms;
     char id[RUNQ_ID_SIZE] = { 0 };
+    HOOKS_ON(L, b);
     int rc = runq_enqueue(b->c, id, task, buf.p, buf.len, &e);
+    HOOKS_OFF();
     rq_buf_free(&buf);
+    free(meta);
     if (rc != 0) {
         int n = push_rq_error(L, rc);
         if (rc == RUNQ_EDUPLICATE && id[0] != '\0') {
@@ -627,6 +820,8 @@ static void push_snapshot(lua_State *L, const runq_job *j)
     p = runq_job_result(j, &n);
     if (p != NULL && rq_mp_decode(L, p, n, err) == 0)
         lua_setfield(L, -2, "result");
+    push_meta(L, j);
+    lua_setfield(L, -2, "meta");
 }
 
 static int c_get(lua_State *L)
@@ -898,8 +1093,30 @@ static void job_release(job_ud *ud)
 
 static int j_gc(lua_State *L)
 {
+    /* A finalizer may run inside any call: no Lua hook from here. */
+    lua_State *prev_L = hook_L;
+    hook_L = NULL;
     job_release(luaL_checkudata(L, 1, MT_JOB));
+    hook_L = prev_L;
     return 0;
+}
+
+/* job:meta() -> a table of the job's metadata (a copy). */
+static int j_meta(lua_State *L)
+{
+    push_meta(L, check_job(L));
+    return 1;
+}
+
+/* job:set_meta(key, value_or_nil): only in a before_enqueue hook. */
+static int j_set_meta(lua_State *L)
+{
+    runq_job *j = check_job(L);
+    int rc = runq_job_meta_set(j, luaL_checkstring(L, 2), luaL_optstring(L, 3, NULL));
+    if (rc != 0)
+        return push_rq_error(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static int j_id(lua_State *L) { lua_pushstring(L, runq_job_id(check_job(L))); return 1; }
@@ -1005,7 +1222,20 @@ static int settle(lua_State *L, runq_job *job, int ok, const char **outcome)
  * lease was lost before the outcome could be recorded (the job will be
  * delivered again). Other settlement failures (e.g. EIO) are nil, err,
  * code; the job then goes back to pending or is recovered at lease expiry. */
+static int w_run_once_hooked(lua_State *L);
+
+/* Lua hooks may run inside the engine calls of run_once (before_process in
+ * runq_worker_next, after_process in the settle or the free). */
 static int w_run_once(lua_State *L)
+{
+    wk_box *wk = check_worker(L, 1);
+    HOOKS_ON(L, wk->cl);
+    int n = w_run_once_hooked(L);
+    HOOKS_OFF();
+    return n;
+}
+
+static int w_run_once_hooked(lua_State *L)
 {
     wk_box *wk = check_worker(L, 1);
     lua_Number t = luaL_optnumber(L, 2, 1.0);
@@ -1207,7 +1437,7 @@ int luaopen_runq_core(lua_State *L)
         { "enqueue", c_enqueue }, { "get", c_get }, { "wait", c_wait },
         { "stats", c_stats }, { "dead", c_dead }, { "retry_dead", c_retry_dead },
         { "configure", c_configure }, { "worker", c_worker },
-        { "pause", c_pause }, { "resume", c_resume }, { NULL, NULL }
+        { "pause", c_pause }, { "resume", c_resume }, { "hook", c_hook }, { NULL, NULL }
     };
     static const luaL_Reg worker_m[] = {
         { "run_once", w_run_once }, { "stop", w_stop }, { "stopped", w_stopped },
@@ -1221,6 +1451,7 @@ int luaopen_runq_core(lua_State *L)
         { "unique_key", j_unique_key }, { "args", j_args },
         { "rate_key", j_rate_key }, { "rate_interval", j_rate_interval },
         { "leased_at", j_leased_at }, { "unique_until_done", j_unique_until_done },
+        { "meta", j_meta }, { "set_meta", j_set_meta },
         { NULL, NULL }
     };
     static const luaL_Reg retry_m[] = { { NULL, NULL } };

@@ -62,7 +62,8 @@ end
 -- app:enqueue(name, args, opts) -> id | nil, err, code[, existing_id]
 -- args: a table; its array part is positional, its other keys kwargs.
 -- opts: queue, delay, eta, priority, max_retries, timeout, ttl, deadline,
--- unique_key, unique_ttl, once_in, replicate, replicate_timeout.
+-- unique_key, unique_ttl, once_in, replicate, replicate_timeout, meta (a
+-- table of string keys and values carried to the worker: job:meta()).
 function App:enqueue(name, args, opts)
   if type(name) ~= "string" then
     return nil, "task name must be a string", "EINVAL"
@@ -75,6 +76,23 @@ function App:enqueue(name, args, opts)
   end
   return self.client:enqueue(name, args, opts)
 end
+
+-- Hooks: app:on_enqueue(fn(job)) runs before each job is stored and may add
+-- metadata with job:set_meta(key, value) (an error refuses the job: enqueue
+-- returns nil, err); app:before_process(fn(job)) runs before a handler;
+-- app:after_process(fn(job, outcome, err, seconds)) after the job is settled
+-- (outcome "acked", "retried", "dead", "released" or "lost"). They run on
+-- the thread and state that called enqueue or run_once, in the order added;
+-- errors of the process hooks are reported on stderr. -> true | nil, err, code
+local function add_hook(self, kind, fn)
+  if type(fn) ~= "function" then
+    return nil, "a hook must be a function", "EINVAL"
+  end
+  return self.client:hook(kind, fn)
+end
+function App:on_enqueue(fn) return add_hook(self, "before_enqueue", fn) end
+function App:before_process(fn) return add_hook(self, "before_process", fn) end
+function App:after_process(fn) return add_hook(self, "after_process", fn) end
 
 function App:get(id) return self.client:get(id) end
 function App:wait(id, timeout) return self.client:wait(id, timeout) end

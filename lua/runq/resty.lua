@@ -17,7 +17,7 @@ local core = require "runq.core"
 
 local ngx = ngx
 local tcp = ngx.socket.tcp
-local tostring, tonumber, type = tostring, tonumber, type
+local tostring, tonumber, type, pairs = tostring, tonumber, type, pairs
 local floor, sub, byte, format = math.floor, string.sub, string.byte, string.format
 
 local _M = { _VERSION = core._VERSION }
@@ -278,6 +278,28 @@ function _M.enqueue(self, task, args, opts)
     unique_ttl = 0 -- held until the job is done or dead
   end
 
+  -- Metadata (ARGV[14]): a msgpack map of strings, as runq.core writes it.
+  -- A producer here does not compress args (every reader accepts plain ones).
+  local meta = ""
+  if opts.meta ~= nil then
+    if type(opts.meta) ~= "table" then
+      return nil, "option 'meta' must be a table of strings", "EINVAL"
+    end
+    local n = 0
+    for k, mv in pairs(opts.meta) do
+      if type(k) ~= "string" or type(mv) ~= "string" or #k == 0 or #k > 255 then
+        return nil, "option 'meta' must map strings (1 to 255 bytes) to strings", "EINVAL"
+      end
+      n = n + 1
+    end
+    if n > 0 then
+      local perr
+      meta, perr = core.pack(opts.meta)
+      if not meta then return nil, perr, "EINVAL" end
+      if #meta > 65536 then return nil, "metadata exceeds 65536 bytes", "ETOOBIG" end
+    end
+  end
+
   local id = core.new_id()
   local tag = "{runq:" .. queue .. "}"
   local keys = {
@@ -296,7 +318,7 @@ function _M.enqueue(self, task, args, opts)
     id, task, queue, payload, max_retries or DEFAULT_MAX_RETRIES, priority or 0,
     v.eta or 0, v.delay or 0, v.timeout or 0, v.deadline or 0, v.ttl or 0,
     ukey or "", unique_ttl or DEFAULT_UNIQUE_TTL_MS,
-    "", -- meta: none
+    meta,
     rkey or "", v.rate_interval or 0, uud and "1" or "0",
   }
 
