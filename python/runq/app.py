@@ -97,7 +97,7 @@ class App:
             self._client_opts["compress_threshold"] = int(compress_threshold)
         self._hook_fns: dict[str, list[Callable[..., Any]]] = {
             "before_enqueue": [], "before_process": [], "after_process": []}
-        self._hooks_installed = False
+        self._hooks_client: _runq.Client | None = None
         self._job_contexts: dict[str, contextvars.Context] = {}
         for key, val in (("result_ttl_ms", result_ttl), ("connect_timeout_ms", connect_timeout),
                          ("command_timeout_ms", command_timeout)):
@@ -142,12 +142,13 @@ class App:
                 self._install_hooks(self._client)
 
     def _install_hooks(self, client: _runq.Client) -> None:
-        if self._hooks_installed or not any(self._hook_fns.values()):
+        # Once per engine client: the App opens a new one after close().
+        if self._hooks_client is client or not any(self._hook_fns.values()):
             return
         client.add_hooks(before_enqueue=self._run_enqueue_hooks,
                          before_process=self._run_before_hooks,
                          after_process=self._run_after_hooks)
-        self._hooks_installed = True
+        self._hooks_client = client
 
     def _run_enqueue_hooks(self, raw: _runq.Job) -> None:
         fns = list(self._hook_fns["before_enqueue"])

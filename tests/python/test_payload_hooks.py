@@ -167,6 +167,10 @@ def test_on_enqueue_exception_refuses_the_job(h: Harness) -> None:
     assert isinstance(refs[0], runq.JobRef)
     assert isinstance(refs[1], runq.InvalidArgument) and "refused -3" in str(refs[1])
     assert h.app.queue_stats(h.queue())["pending"] == 2
+    # The hooks stay with the App across a reconnect.
+    h.app.close()
+    with pytest.raises(NoNegatives):
+        t.enqueue(-4)
 
 
 def test_process_hook_exceptions_are_logged_not_fatal(h: Harness,
