@@ -485,7 +485,9 @@ typedef struct runq_process_info {
  *    on the handler thread after the ack or fail (and after a fallback).
  *    Pull mode: on the caller's thread, inside the runq_job_ack /
  *    runq_job_fail that settled it, or inside runq_job_free for a job freed
- *    unsettled (RELEASED, or LOST when the release fails).
+ *    unsettled (RELEASED, or LOST when the release fails). Because it runs
+ *    after the settle, the job's next delivery (a retry) may already have
+ *    started elsewhere.
  *
  * Hooks of one client run in the order they were added, the before_enqueue
  * ones of each runq_hooks first to last. They run concurrently on several
