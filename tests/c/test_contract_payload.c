@@ -31,6 +31,19 @@ static runq_job *t_stored(runq_client *c, const char *id) {
 
 /* ---- compression ---- */
 
+/* The next job carries exactly these (plain) args; ack it with `res`. */
+static void t_next_has_args_ack(runq_worker *w, const void *args, size_t alen, const void *res,
+                                size_t rlen) {
+    runq_job *j = NULL;
+    ASSERT_OK(runq_worker_next(w, &j, 5000));
+    size_t n;
+    const void *a = runq_job_args(j, &n);
+    ASSERT_EQ(n, alen);
+    ASSERT(memcmp(a, args, n) == 0);
+    ASSERT_OK(runq_job_ack(j, res, rlen));
+    runq_job_free(j);
+}
+
 TEST(big_args_and_results_are_stored_compressed_and_arrive_intact) {
     runq_client *c = t_client();
     static unsigned char args[8192], res[6000];
@@ -57,14 +70,9 @@ TEST(big_args_and_results_are_stored_compressed_and_arrive_intact) {
     }
 
     runq_worker *w = t_pull_worker(c, "default", 30000, 1);
-    runq_job *j = NULL;
-    ASSERT_OK(runq_worker_next(w, &j, 5000));
+    t_next_has_args_ack(w, args, alen, res, rlen);
     size_t got_len;
-    const void *got = runq_job_args(j, &got_len);
-    ASSERT_EQ(got_len, alen);
-    ASSERT(memcmp(got, args, alen) == 0);
-    ASSERT_OK(runq_job_ack(j, res, rlen));
-    runq_job_free(j);
+    const void *got;
 
     st = t_stored(c, id);
     const void *sres = runq_job_result(st, &slen);
@@ -82,6 +90,42 @@ TEST(big_args_and_results_are_stored_compressed_and_arrive_intact) {
     ASSERT(memcmp(got, args, alen) == 0);
     runq_job_free(snap);
     runq_worker_free(w);
+    runq_client_close(c);
+}
+
+/* msgpack bin 32 of n random bytes over 16 symbols: about 2:1 compressible,
+ * so the wrapped form needs an ext 16 or ext 32 header. */
+static unsigned char *t_args_halfrandom(size_t n, size_t *len) {
+    unsigned char *b = malloc(n + 5);
+    ASSERT(b != NULL);
+    b[0] = 0xc6;
+    for (int i = 0; i < 4; i++) b[1 + i] = (unsigned char)(n >> (24 - 8 * i));
+    for (size_t i = 0; i < n; i++) b[5 + i] = (unsigned char)('A' + rq_random64() % 16);
+    *len = n + 5;
+    return b;
+}
+
+TEST(wrapped_payloads_of_every_header_size_round_trip) {
+    runq_client *c = t_client();
+    const size_t sizes[2] = {2000, 200000};
+    const unsigned char headers[2] = {0xc8, 0xc9}; /* ext 16, ext 32 */
+    for (int k = 0; k < 2; k++) {
+        size_t alen;
+        unsigned char *args = t_args_halfrandom(sizes[k], &alen);
+        char id[RUNQ_ID_SIZE];
+        ASSERT_OK(runq_enqueue(c, id, "t", args, alen, NULL));
+        runq_job *st = t_stored(c, id);
+        size_t slen;
+        const unsigned char *sargs = runq_job_args(st, &slen);
+        ASSERT(rq_payload_is_wrapped(sargs, slen));
+        ASSERT_EQ(sargs[0], headers[k]);
+        ASSERT_LT(slen, alen);
+        runq_job_free(st);
+        runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+        t_next_has_args_ack(w, args, alen, NULL, 0);
+        runq_worker_free(w);
+        free(args);
+    }
     runq_client_close(c);
 }
 
