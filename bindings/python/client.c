@@ -492,11 +492,12 @@ static PyObject *client_enqueue(PyObject *op, PyObject *args, PyObject *kw)
     char id[RUNQ_ID_SIZE] = "";
     int rc;
     const char *detail = "";
+    rqpy_hooks_enqueue_begin();
     ENGINE_CALL(self, rc = runq_enqueue(c, id, task, payload.buf, (size_t)payload.len, &o);
                 if (rc != 0) detail = runq_error_last());
     Py_XDECREF(kwcopy);
     PyBuffer_Release(&payload);
-    PyObject *hook_error = rqpy_hooks_take_enqueue_error();
+    PyObject *hook_error = rqpy_hooks_enqueue_end();
     if (rc != 0 && hook_error != NULL) { /* a before_enqueue hook refused it */
         rqpy_restore_exception(hook_error); /* steals it, keeps its traceback */
         return NULL;
@@ -558,10 +559,11 @@ static PyObject *client_enqueue_many(PyObject *op, PyObject *arg)
         goto done;
     const char *detail = "";
     int rc;
+    rqpy_hooks_enqueue_begin();
     ENGINE_CALL(self, rc = runq_enqueue_many(c, items, (size_t)n);
                 if (rc != 0) detail = runq_error_last());
     /* Hook refusals are per item, with the exception's repr as detail. */
-    Py_XDECREF(rqpy_hooks_take_enqueue_error());
+    Py_XDECREF(rqpy_hooks_enqueue_end());
     out = PyList_New(n);
     for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
         PyObject *t = Py_BuildValue("(iss)", items[i].result,

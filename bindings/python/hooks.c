@@ -21,13 +21,23 @@ typedef struct rqpy_hooks {
     PyTypeObject *job_type;   /* strong */
 } rqpy_hooks;
 
-/* The exception of a refused enqueue on this thread, until taken. */
+/* Set while Client.enqueue / enqueue_many is inside the engine on this
+ * thread; the exception of a refused enqueue waits here until taken. A hook
+ * that fails on a thread with no such call (a worker's periodic scheduler)
+ * is reported with sys.unraisablehook instead of being kept. */
+static _Thread_local int enqueue_active;
 static _Thread_local PyObject *enqueue_error;
 
-PyObject *rqpy_hooks_take_enqueue_error(void)
+void rqpy_hooks_enqueue_begin(void)
+{
+    enqueue_active = 1;
+}
+
+PyObject *rqpy_hooks_enqueue_end(void)
 {
     PyObject *e = enqueue_error;
     enqueue_error = NULL;
+    enqueue_active = 0;
     return e;
 }
 
@@ -75,14 +85,20 @@ static int before_enqueue_trampoline(runq_job *job, void *userdata)
         runq_job_set_error(job, s ? s : "a before_enqueue hook raised");
         Py_XDECREF(text);
         PyErr_Clear();
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-        /* Keep the first of a batch; enqueue_many reports per item. */
-        if (enqueue_error == NULL)
-            enqueue_error = value;
-        else
-            Py_XDECREF(value);
         rc = RUNQ_EINVAL;
+        if (enqueue_active && enqueue_error == NULL) {
+            /* Keep the first of a batch; enqueue_many reports per item. */
+            enqueue_error = value;
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+        } else if (!enqueue_active) {
+            PyErr_Restore(type, value, tb);
+            PyErr_WriteUnraisable(h->before_enqueue);
+        } else {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
     }
     PyGILState_Release(g);
     return rc;

@@ -72,9 +72,11 @@ int rqpy_client_reraise(PyObject *client);
 /* hooks.c: runq_client_add_hooks with Python callables (None: not set). */
 int rqpy_hooks_add(runq_client *c, PyTypeObject *job_type, PyObject *before_enqueue,
                    PyObject *before_process, PyObject *after_process);
-/* The exception a before_enqueue callable raised on this thread during the
- * last enqueue call (new reference), or NULL. */
-PyObject *rqpy_hooks_take_enqueue_error(void);
+/* Bracket an enqueue call made with the GIL released; _end returns the
+ * exception a before_enqueue callable raised during it (new reference), or
+ * NULL. */
+void rqpy_hooks_enqueue_begin(void);
+PyObject *rqpy_hooks_enqueue_end(void);
 
 /* worker.c */
 int rqpy_worker_init_type(PyObject *module, rqpy_state *st);

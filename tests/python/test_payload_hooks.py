@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,29 @@ def test_on_enqueue_exception_refuses_the_job(h: Harness) -> None:
     h.app.close()
     with pytest.raises(NoNegatives):
         t.enqueue(-4)
+
+
+def test_on_enqueue_failing_on_the_scheduler_thread_is_reported(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_value))
+
+    @h.app.on_enqueue
+    def refuse(job: runq.Job) -> None:
+        raise RuntimeError(f"no periodic {job.task}")
+
+    @h.task("tick")
+    def tick() -> int:
+        return 1
+
+    h.app.schedule(tick, every=0.05)
+    h.worker()
+    deadline = time.monotonic() + WAIT
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen and isinstance(seen[0], RuntimeError)
+    assert f"no periodic {tick.name}" in str(seen[0])
+    assert h.app.queue_stats(h.queue())["pending"] == 0  # refused, not stored
 
 
 def test_process_hook_exceptions_are_logged_not_fatal(h: Harness,
