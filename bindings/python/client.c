@@ -803,7 +803,7 @@ static PyMethodDef client_methods[] = {
     {"wait", client_wait, METH_VARARGS, "wait(id, timeout_ms=-1) -> Job snapshot"},
     {"queue_configure", (PyCFunction)(void (*)(void))client_queue_configure,
      METH_VARARGS | METH_KEYWORDS,
-     "queue_configure(queue, *, max_len=0, rate_limit=0, rate_period_ms=1000, rate_burst=1, "
+     "queue_configure(queue, *, max_len=0, rate_limit=0, rate_period_ms=1000, rate_burst=0, "
      "concurrency_limit=0, pause_after_failures=0, pause_min_ms=1000, pause_max_ms=300000)"},
     {"queue_pause", client_queue_pause, METH_VARARGS, "queue_pause(queue): no job is leased"},
     {"queue_resume", client_queue_resume, METH_VARARGS, "queue_resume(queue)"},

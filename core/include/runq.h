@@ -304,8 +304,13 @@ typedef struct runq_queue_options {
                                 rate_period_ms, by every worker of every process */
     int64_t rate_period_ms;  /* the rate limit's period (> 0 with rate_limit) */
     int64_t rate_burst;      /* jobs that may be leased at once after an idle
-                                spell (>= 1); any window of rate_period_ms sees
-                                at most rate_limit + rate_burst - 1 leases */
+                                spell; any window of rate_period_ms sees at
+                                most rate_limit + rate_burst - 1 leases.
+                                0: automatic, rate_limit / 20 (at least 1),
+                                so that a worker waking a little late still
+                                gets its slot and the achieved rate meets the
+                                limit; 1 spaces leases strictly but loses the
+                                slots of late wake-ups (bench/README.md) */
     int64_t concurrency_limit; /* 0: none; else at most this many jobs of the
                                   queue leased at once, across all workers */
     int64_t pause_after_failures; /* 0: off; else N failed attempts in a row
@@ -317,7 +322,7 @@ typedef struct runq_queue_options {
 /* Version 1 callers (max_len only) are still accepted: the gates are then off. */
 #define RUNQ_QUEUE_OPTIONS_VERSION 2
 #define RUNQ_QUEUE_OPTIONS_INIT \
-    { RUNQ_QUEUE_OPTIONS_VERSION, 0, 0, 1000, 1, 0, 0, 1000, 5 * 60 * 1000 }
+    { RUNQ_QUEUE_OPTIONS_VERSION, 0, 0, 1000, 0, 0, 0, 1000, 5 * 60 * 1000 }
 
 /* Set a queue's options (every field: a field left at its INIT value turns
  * that feature off); they are stored in the backend and seen by every client

@@ -363,8 +363,8 @@ static int queue_gates_check(const runq_queue_options *o) {
     if (o->rate_limit < 0 || o->concurrency_limit < 0 || o->pause_after_failures < 0)
         return rq_error(RUNQ_EINVAL, "rate_limit, concurrency_limit and pause_after_failures "
                                      "must not be negative");
-    if (o->rate_limit > 0 && (o->rate_period_ms <= 0 || o->rate_burst < 1))
-        return rq_error(RUNQ_EINVAL, "rate_limit needs rate_period_ms > 0 and rate_burst >= 1");
+    if (o->rate_limit > 0 && (o->rate_period_ms <= 0 || o->rate_burst < 0))
+        return rq_error(RUNQ_EINVAL, "rate_limit needs rate_period_ms > 0 and rate_burst >= 0");
     /* The limiter works in microseconds per job: keep that at least 1. */
     if (o->rate_limit > 0 && (o->rate_period_ms > INT64_MAX / 1000 / 1024 ||
                               o->rate_limit > o->rate_period_ms * 1000 ||
@@ -392,6 +392,8 @@ int runq_queue_configure(runq_client *c, const char *queue, const runq_queue_opt
     if (rc) return rc;
     if (o.max_len < 0) return rq_error(RUNQ_EINVAL, "max_len must not be negative");
     if ((rc = queue_gates_check(&o))) return rc;
+    if (o.rate_limit > 0 && o.rate_burst == 0) /* automatic, see runq.h */
+        o.rate_burst = o.rate_limit / 20 > 1 ? o.rate_limit / 20 : 1;
     return c->backend->ops->configure(c->backend, queue, &o);
 }
 

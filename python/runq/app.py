@@ -354,7 +354,7 @@ class App:
         *,
         max_len: int = 0,
         rate_limit: tuple[int, Seconds] | None = None,
-        rate_burst: int = 1,
+        rate_burst: int = 0,
         concurrency_limit: int = 0,
         pause_after_failures: int = 0,
         pause_min: Seconds = 1.0,
@@ -363,7 +363,8 @@ class App:
         """Set every option of a queue, for every worker of every process.
 
         rate_limit=(n, period): at most n jobs leased per period seconds
-        (rate_burst at once after an idle spell); concurrency_limit: at most
+        (rate_burst at once after an idle spell; 0: n // 20, at least 1, so
+        late wake-ups do not cost slots); concurrency_limit: at most
         that many leased at once; pause_after_failures=N: N failed attempts in
         a row pause the queue for pause_min seconds, doubling up to pause_max,
         then one probe job runs. Options left out are turned off."""

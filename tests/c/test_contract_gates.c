@@ -316,6 +316,42 @@ TEST(concurrency_slot_freed_by_ack_and_by_lease_expiry) {
     runq_client_close(c);
 }
 
+/* rate_burst 0 is automatic: rate_limit / 20. At one job per 90 s nothing
+ * more comes during the test, so exactly the burst is leased, however slow
+ * the machine (40 per hour -> burst 2; an explicit 1 -> 1). */
+static int64_t leased_at_once(const char *queue, int64_t burst) {
+    runq_client *c = t_client();
+    runq_queue_options qo = RUNQ_QUEUE_OPTIONS_INIT;
+    qo.rate_limit = 40;
+    qo.rate_period_ms = 3600 * 1000;
+    qo.rate_burst = burst;
+    configure(c, queue, &qo);
+    runq_enqueue_options eo = RUNQ_ENQUEUE_OPTIONS_INIT;
+    eo.queue = queue;
+    char id[RUNQ_ID_SIZE];
+    for (int i = 0; i < 5; i++) t_enqueue(c, id, "t", i, &eo);
+    runq_worker *w = t_pull_worker(c, queue, 30000, 1);
+    runq_job *jobs[5];
+    int got = 0;
+    while (got < 5 && runq_worker_next(w, &jobs[got], 300) == 0) got++;
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, queue));
+    ASSERT_EQ(st.active, got);
+    ASSERT_EQ(st.pending, 5 - got);
+    for (int i = 0; i < got; i++) {
+        ASSERT_OK(runq_job_ack(jobs[i], NULL, 0));
+        runq_job_free(jobs[i]);
+    }
+    runq_worker_free(w);
+    runq_client_close(c);
+    return got;
+}
+
+TEST(rate_burst_zero_is_automatic) {
+    ASSERT_EQ(leased_at_once("slow-auto", 0), 2);
+    ASSERT_EQ(leased_at_once("slow-strict", 1), 1);
+}
+
 TEST(queue_options_are_checked) {
     runq_client *c = t_client();
     runq_queue_options qo = RUNQ_QUEUE_OPTIONS_INIT;

@@ -71,7 +71,7 @@ def test_auto_pause_then_one_probe_then_open(h: Harness) -> None:
 def test_rate_limit_across_two_workers(h: Harness) -> None:
     q = h.queue("rated")
     limit, period = 2, 0.5
-    h.app.configure_queue(q, rate_limit=(limit, period))
+    h.app.configure_queue(q, rate_limit=(limit, period), rate_burst=1)
     starts: list[int] = []
     lock = threading.Lock()
 
