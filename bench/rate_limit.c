@@ -11,7 +11,8 @@
  * are still waiting at the start and at the end of S seconds (the queue's
  * stats, one consistent snapshot each: what left "pending" was leased). The
  * leases counted are the backend's, so the figure is the limiter's, not the
- * handlers'. Default: 200 jobs/s, burst 1, 4 processes, 10 s.
+ * handlers'. Default: 200 jobs/s, burst 0 (the library's automatic burst,
+ * limit / 20), 4 processes, 10 s.
  *
  * Prints  RESULT rate_limit_achieved <jobs/s> jobs/s  and the ratio to the
  * limit. Run it under tests/support/with-redis.sh (it reads RUNQ_TEST_URL). */
@@ -79,7 +80,7 @@ static int64_t waiting(runq_client *c) {
 
 int main(int argc, char **argv) {
     const char *url = getenv("RUNQ_TEST_URL");
-    long limit = 200, period = 1000, burst = 10, procs = 4, conc = 4, seconds = 10;
+    long limit = 200, period = 1000, burst = 0, procs = 4, conc = 4, seconds = 10;
     for (int i = 1; i + 1 < argc; i += 2) {
         long v = strtol(argv[i + 1], NULL, 10);
         if (!strcmp(argv[i], "--url")) url = argv[i + 1];
