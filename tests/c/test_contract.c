@@ -121,6 +121,57 @@ TEST(enqueue_many_reports_each_item) {
     runq_client_close(c);
 }
 
+/* One batch mixing queues, a unique key taken earlier in the same batch, a
+ * max_len reached mid-batch, a scheduled, a rate-keyed and a job with
+ * metadata: every item keeps its own result (the Redis backend stores a run
+ * of one queue's jobs in one script call). */
+TEST(enqueue_many_batch_keeps_per_item_results) {
+    runq_client *c = t_client();
+    runq_queue_options qo = RUNQ_QUEUE_OPTIONS_INIT;
+    qo.max_len = 4;
+    ASSERT_OK(runq_queue_configure(c, "mb", &qo));
+    runq_enqueue_options plain = RUNQ_ENQUEUE_OPTIONS_INIT, uniq = RUNQ_ENQUEUE_OPTIONS_INIT,
+                         other = RUNQ_ENQUEUE_OPTIONS_INIT, later = RUNQ_ENQUEUE_OPTIONS_INIT,
+                         keyed = RUNQ_ENQUEUE_OPTIONS_INIT, withmeta = RUNQ_ENQUEUE_OPTIONS_INIT;
+    plain.queue = uniq.queue = later.queue = keyed.queue = withmeta.queue = "mb";
+    other.queue = "mb2";
+    uniq.unique_key = "u1";
+    later.delay_ms = 60000;
+    keyed.rate_key = "k";
+    keyed.rate_interval_ms = 1000;
+    runq_meta_entry me = {"m", "v"};
+    withmeta.meta = &me;
+    withmeta.nmeta = 1;
+    const runq_enqueue_options *opts[] = {&uniq, &uniq, &other, &later, &keyed, &withmeta,
+                                          &plain, &other};
+    enum { N = 8 };
+    runq_enqueue_item items[N];
+    unsigned char args[N][16];
+    for (int i = 0; i < N; i++) {
+        size_t len = t_args_int(args[i], i);
+        items[i] = (runq_enqueue_item){"t", args[i], len, opts[i], "", -99};
+    }
+    ASSERT_EQ(runq_enqueue_many(c, items, N), RUNQ_EDUPLICATE);
+    const int want[N] = {0, RUNQ_EDUPLICATE, 0, 0, 0, 0, RUNQ_EFULL, 0};
+    for (int i = 0; i < N; i++) ASSERT_EQ(items[i].result, want[i]);
+    ASSERT_STR(items[1].id, items[0].id); /* the holder's id */
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "mb"));
+    ASSERT_EQ(st.scheduled, 1);
+    ASSERT_EQ(st.pending, 3); /* the keyed job waits behind its key: pending too */
+    ASSERT_OK(runq_queue_stats_get(&st, c, "mb2"));
+    ASSERT_EQ(st.pending, 2);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, items[3].id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_SCHEDULED);
+    runq_job_free(snap);
+    ASSERT_OK(runq_job_get(&snap, c, items[5].id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_PENDING);
+    ASSERT_STR(runq_job_meta(snap, "m"), "v");
+    runq_job_free(snap);
+    runq_client_close(c);
+}
+
 /* ---- delayed jobs and priorities ---- */
 
 TEST(delayed_job_waits_for_its_eta) {
