@@ -1,7 +1,13 @@
 /* The I/O thread: a libuv loop owning every hiredis async context of one
  * backend. See conn.h for the model. Everything below marked "I/O thread"
  * runs only there and needs no lock; the inbox, the interrupt generation
- * and each request's completion fields are guarded by conn->mu. */
+ * and each request's completion fields are guarded by conn->mu.
+ *
+ * Each request has its own condition variable, signalled by the I/O thread
+ * when that request completes: with one shared condition, every reply woke
+ * every waiting caller (16 handler threads waiting for their acks each woke
+ * on each reply only to sleep again), which made the futex wake-ups, not
+ * Redis, the bound on throughput. */
 #include "redis/conn.h"
 
 #include <errno.h>
@@ -48,6 +54,7 @@ struct rq_req {
     bool lost;   /* a reply never came: the connection went away */
     bool oom;
     /* Guarded by conn->mu. */
+    pthread_cond_t cv; /* the caller waits here; signalled once, on `done` */
     int status;
     char msg[256];
     bool done;
@@ -72,7 +79,6 @@ struct rq_conn {
     int port, db, connect_timeout_ms;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     rq_req *inbox_head, *inbox_tail;
     bool stopping;
     unsigned gen;
@@ -97,12 +103,26 @@ struct rq_conn {
 
 /* ---- requests ------------------------------------------------------ */
 
+/* Timed waits use CLOCK_MONOTONIC (deadlines are mono_ms). */
+static pthread_condattr_t cv_attr;
+static pthread_once_t cv_attr_once = PTHREAD_ONCE_INIT;
+static void cv_attr_init(void) {
+    pthread_condattr_init(&cv_attr);
+    pthread_condattr_setclock(&cv_attr, CLOCK_MONOTONIC);
+}
+
 rq_req *rq_req_new(size_t hint, int flags) {
     rq_req *req = rq_calloc(1, sizeof *req);
     if (!req) return NULL;
     req->cap = hint ? hint : 1;
     req->cmds = rq_calloc(req->cap, sizeof *req->cmds);
     if (!req->cmds) {
+        rq_free(req);
+        return NULL;
+    }
+    pthread_once(&cv_attr_once, cv_attr_init);
+    if (pthread_cond_init(&req->cv, &cv_attr) != 0) {
+        rq_free(req->cmds);
         rq_free(req);
         return NULL;
     }
@@ -175,6 +195,7 @@ static void req_free(rq_req *req) {
     if (req->replies)
         for (size_t i = 0; i < req->nreplied; i++) rq_reply_free(req->replies[i]);
     rq_free(req->replies);
+    pthread_cond_destroy(&req->cv);
     rq_free(req);
 }
 
@@ -220,7 +241,9 @@ static void req_complete(rq_conn *c, rq_req *req, int status, const char *msg) {
     if (msg) snprintf(req->msg, sizeof req->msg, "%s", msg);
     req->done = true;
     bool last = --req->refs == 0;
-    pthread_cond_broadcast(&c->cv);
+    /* Under the lock: once it is released the caller may free the request.
+     * Only its caller waits on req->cv, so one signal is enough. */
+    pthread_cond_signal(&req->cv);
     pthread_mutex_unlock(&c->mu);
     if (last) req_free(req);
 }
@@ -722,17 +745,11 @@ int rq_conn_open(rq_conn **out, const rq_conn_config *cfg) {
     c->backoff_ms = BACKOFF_MIN_MS;
     snprintf(c->last_err, sizeof c->last_err, "not connected yet");
 
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&c->mu, NULL);
 
     int rc = uv_loop_init(&c->loop);
     if (rc == 0 && (rc = uv_async_init(&c->loop, &c->wake, on_wake)) != 0) uv_loop_close(&c->loop);
     if (rc != 0) {
-        pthread_cond_destroy(&c->cv);
         pthread_mutex_destroy(&c->mu);
         conn_free(c);
         return rq_error(RUNQ_EIO, "cannot start the redis event loop: %s", uv_strerror(rc));
@@ -749,7 +766,6 @@ int rq_conn_open(rq_conn **out, const rq_conn_config *cfg) {
         shutdown_all(c);
         uv_run(&c->loop, UV_RUN_DEFAULT);
         uv_loop_close(&c->loop);
-        pthread_cond_destroy(&c->cv);
         pthread_mutex_destroy(&c->mu);
         conn_free(c);
         return rq_error(RUNQ_EIO, "cannot start the redis I/O thread: %s", uv_strerror(rc));
@@ -766,7 +782,6 @@ void rq_conn_close(rq_conn *c) {
     pthread_mutex_unlock(&c->mu);
     uv_thread_join(&c->thread);
     uv_loop_close(&c->loop);
-    pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     conn_free(c);
 }
@@ -791,11 +806,11 @@ int rq_conn_exec(rq_conn *c, rq_req *req, int timeout_ms) {
 
     while (!req->done) {
         if (!req->deadline) {
-            pthread_cond_wait(&c->cv, &c->mu);
+            pthread_cond_wait(&req->cv, &c->mu);
             continue;
         }
         struct timespec ts = {(time_t)(req->deadline / 1000), (long)(req->deadline % 1000) * 1000000L};
-        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT && !req->done) break;
+        if (pthread_cond_timedwait(&req->cv, &c->mu, &ts) == ETIMEDOUT && !req->done) break;
     }
     int status;
     char msg[sizeof req->msg + sizeof c->last_err + 64];
