@@ -16,6 +16,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local prefix, lease, max, queue = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local BATCH = 1000 -- bound on work per call; the rest is seen on the next one
+local fmt = string.format
+-- Integers go to redis.call as strings: a Lua number would be formatted with
+-- %.17g and parsed back by Redis.
+local now_s = fmt('%d', now)
 -- Finish notices ({runq:Q}:done:ID) share the job keys' prefix and slot.
 local done_prefix = string.sub(prefix, 1, -5) .. 'done:'
 
@@ -54,13 +58,17 @@ local tag_prefix = string.sub(prefix, 1, -5) -- "{runq:Q}:"
 local rk_started = false
 
 -- A job became ready: into pending, or behind its rate key.
+-- rk_dirty: RKEYS was written, so step 4 reads its head again.
+local rk_dirty = false
 local function ready(id, prio, rkey)
+  local score = fmt('%d', -prio)
   if rkey and rkey ~= '' then
-    redis.call('ZADD', tag_prefix .. 'rk:' .. rkey, -prio, id)
-    redis.call('ZADD', RKWAIT, -prio, id)
-    redis.call('ZADD', RKEYS, 'NX', now, rkey)
+    redis.call('ZADD', tag_prefix .. 'rk:' .. rkey, score, id)
+    redis.call('ZADD', RKWAIT, score, id)
+    redis.call('ZADD', RKEYS, 'NX', now_s, rkey)
+    rk_dirty = true
   else
-    redis.call('ZADD', KEYS[2], -prio, id)
+    redis.call('ZADD', KEYS[2], score, id)
   end
 end
 
@@ -70,7 +78,8 @@ local function rk_left(id, at)
   local rkey = redis.call('HGET', RKFLIGHT, id)
   if not rkey then return end
   redis.call('HDEL', RKFLIGHT, id)
-  redis.call('ZADD', RKEYS, at, rkey)
+  redis.call('ZADD', RKEYS, fmt('%d', at), rkey)
+  rk_dirty = true
 end
 
 -- Unique-until-done: a job that dies lets its unique key go, if it still
@@ -83,7 +92,10 @@ local function unique_release(id, key)
   end
 end
 
+-- a_dirty: the active zset lost entries, so step 4 reads its head again.
+local a_dirty = false
 local function bury(id, key, reason, readable)
+  a_dirty = true
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
@@ -93,28 +105,40 @@ local function bury(id, key, reason, readable)
     -- Unreadable record: replace it with a stub that says why, so that it
     -- can still be listed and inspected.
     redis.call('DEL', key)
-    redis.call('HSET', key, 'id', id, 'queue', queue, 'task', '', 'attempt', 0, 'maxr', 0,
-      'prio', 0, 'created', now, 'eta', now, 'timeout', 0, 'deadline', 0, 'uttl', 0)
+    redis.call('HSET', key, 'id', id, 'queue', queue, 'task', '', 'attempt', '0', 'maxr', '0',
+      'prio', '0', 'created', now_s, 'eta', now_s, 'timeout', '0', 'deadline', '0', 'uttl', '0')
   end
-  redis.call('HSET', key, 'state', 5, 'error', reason, 'token', '0', 'lease', 0)
-  redis.call('ZADD', KEYS[4], now, id)
+  redis.call('HSET', key, 'state', '5', 'error', reason, 'token', '0', 'lease', '0')
+  redis.call('ZADD', KEYS[4], now_s, id)
   redis.call('RPUSH', done_prefix .. id, 'dead')
   redis.call('PEXPIRE', done_prefix .. id, 60000)
 end
 
+-- The head (lowest score) of a zset, or nil; a scan below runs only when its
+-- zset's head is due, so an idle queue costs one ZRANGE per zset, not a scan.
+local function head(key)
+  local h = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #h == 0 then return nil end
+  return tonumber(h[2])
+end
+local s_head, a_head, rk_head = head(KEYS[1]), head(KEYS[3]), head(RKEYS)
+local s_scan = s_head ~= nil and s_head <= now
+local a_scan = a_head ~= nil and a_head <= now
+local rk_scan = rk_head ~= nil and rk_head <= now
+
 -- 1. Promote due scheduled jobs.
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, BATCH)) do
+for _, id in ipairs(s_scan and redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', 0, BATCH) or {}) do
   local key = prefix .. id
   local f = redis.pcall('HMGET', key, 'prio', 'rkey')
   local prio, rkey = 0, ''
   if type(f) == 'table' and not f.err then prio, rkey = tonumber(f[1] or '') or 0, f[2] or '' end
   redis.call('ZREM', KEYS[1], id)
   ready(id, prio, rkey)
-  redis.pcall('HSET', key, 'state', 2)
+  redis.pcall('HSET', key, 'state', '2')
 end
 
 -- 2. Recover expired leases: the attempt stays counted.
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, BATCH)) do
+for _, id in ipairs(a_scan and redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_s, 'LIMIT', 0, BATCH) or {}) do
   local key = prefix .. id
   local h, why = load(key)
   local bad = h and check(h) or (not h and ('the job record ' .. why))
@@ -128,7 +152,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0
     bury(id, key, 'lease expired', true)
   else
     redis.call('ZREM', KEYS[3], id)
-    redis.call('HSET', key, 'state', 2, 'error', 'lease expired', 'token', '0', 'lease', 0)
+    redis.call('HSET', key, 'state', '2', 'error', 'lease expired', 'token', '0', 'lease', '0')
     ready(id, tonumber(h.prio), h.rkey)
   end
 end
@@ -136,7 +160,8 @@ end
 -- 2b. Rate keys whose time has come: promote each one's head job into
 -- pending, where it competes by priority; forget keys that waited out their
 -- interval with nothing behind them.
-for _, rkey in ipairs(redis.call('ZRANGEBYSCORE', RKEYS, '-inf', now, 'LIMIT', 0, BATCH)) do
+if rk_scan then rk_dirty = true end
+for _, rkey in ipairs(rk_scan and redis.call('ZRANGEBYSCORE', RKEYS, '-inf', now_s, 'LIMIT', 0, BATCH) or {}) do
   local rk = tag_prefix .. 'rk:' .. rkey
   local head = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
   if #head == 0 then
@@ -198,69 +223,83 @@ end
 -- 3. Lease up to max pending jobs: highest priority, then oldest id.
 local out = {}
 local taken = 0
-while taken < max and taken < allow do
-  local ids = redis.call('ZRANGE', KEYS[2], 0, 0)
-  if #ids == 0 then break end
-  local id = ids[1]
-  local key = prefix .. id
-  local h, why = load(key)
-  local bad = h and check(h) or (not h and ('the job record ' .. why))
-  if bad then
-    bury(id, key, 'corrupt job: ' .. bad, h ~= nil)
-  elseif tonumber(h.deadline) > 0 and now > tonumber(h.deadline) then
-    bury(id, key, 'deadline passed', true)
-  else
-    redis.call('ZREM', KEYS[2], id)
-    taken = taken + 1
-    local attempt = tonumber(h.attempt) + 1
-    local token = ARGV[4 + taken]
-    local expiry = now + lease
-    redis.call('HSET', key, 'state', 3, 'attempt', attempt, 'token', token, 'lease', expiry)
-    redis.call('ZADD', KEYS[3], expiry, id)
-    -- rate key: the key's next job may start an interval from now
-    if h.rkey and h.rkey ~= '' then
-      rk_left(id, now + (tonumber(h.rint) or 0))
-      rk_started = true
+local expiry = now + lease
+local expiry_s = fmt('%d', expiry)
+local cap = math.min(max, allow)
+-- ZPOPMIN takes as many as may still be leased in one call; every popped job
+-- is either leased or buried below, so none is lost from pending.
+while taken < cap do
+  local popped = redis.call('ZPOPMIN', KEYS[2], cap - taken)
+  if #popped == 0 then break end
+  for p = 1, #popped, 2 do
+    local id = popped[p]
+    local key = prefix .. id
+    local h, why = load(key)
+    local bad = h and check(h) or (not h and ('the job record ' .. why))
+    if bad then
+      bury(id, key, 'corrupt job: ' .. bad, h ~= nil)
+    elseif tonumber(h.deadline) > 0 and now > tonumber(h.deadline) then
+      bury(id, key, 'deadline passed', true)
+    else
+      taken = taken + 1
+      local attempt = tonumber(h.attempt) + 1
+      local token = ARGV[4 + taken]
+      redis.call('HSET', key, 'state', '3', 'attempt', fmt('%d', attempt), 'token', token,
+        'lease', expiry_s)
+      redis.call('ZADD', KEYS[3], expiry_s, id)
+      -- rate key: the key's next job may start an interval from now
+      if h.rkey and h.rkey ~= '' then
+        rk_left(id, now + (tonumber(h.rint) or 0))
+        rk_started = true
+      end
+      -- queue gates: spend a rate token; the first job after an automatic pause is the probe
+      if rate > 0 then tat = math.max(tat, now_us) + emission end
+      if auto then probe = id end
+      local n = #out
+      out[n + 1] = id
+      out[n + 2] = h.task
+      out[n + 3] = h.queue or queue
+      out[n + 4] = h.args
+      out[n + 5] = attempt
+      out[n + 6] = tonumber(h.maxr)
+      out[n + 7] = tonumber(h.prio)
+      out[n + 8] = tonumber(h.created)
+      out[n + 9] = tonumber(h.eta)
+      out[n + 10] = tonumber(h.timeout)
+      out[n + 11] = tonumber(h.deadline)
+      out[n + 12] = h.ukey or ''
+      out[n + 13] = tonumber(h.uttl)
+      out[n + 14] = h.error or ''
+      out[n + 15] = token
+      out[n + 16] = expiry
+      out[n + 17] = h.meta or ''
+      out[n + 18] = h.rkey or ''                       -- rate key ('' none)
+      out[n + 19] = tonumber(h.rint or '') or 0        -- rate interval ms
+      out[n + 20] = h.uud == '1' and 1 or 0            -- unique until done
     end
-    -- queue gates: spend a rate token; the first job after an automatic pause is the probe
-    if rate > 0 then tat = math.max(tat, now_us) + emission end
-    if auto then probe = id end
-    local n = #out
-    out[n + 1] = id
-    out[n + 2] = h.task
-    out[n + 3] = h.queue or queue
-    out[n + 4] = h.args
-    out[n + 5] = attempt
-    out[n + 6] = tonumber(h.maxr)
-    out[n + 7] = tonumber(h.prio)
-    out[n + 8] = tonumber(h.created)
-    out[n + 9] = tonumber(h.eta)
-    out[n + 10] = tonumber(h.timeout)
-    out[n + 11] = tonumber(h.deadline)
-    out[n + 12] = h.ukey or ''
-    out[n + 13] = tonumber(h.uttl)
-    out[n + 14] = h.error or ''
-    out[n + 15] = token
-    out[n + 16] = expiry
-    out[n + 17] = h.meta or ''
-    out[n + 18] = h.rkey or ''                       -- rate key ('' none)
-    out[n + 19] = tonumber(h.rint or '') or 0        -- rate interval ms
-    out[n + 20] = h.uud == '1' and 1 or 0            -- unique until done
   end
 end
 
 -- 4. When the next thing falls due, so that an idle fetch waits just that long.
+-- The heads read at the start still hold unless a step above wrote the zset:
+-- scheduled only loses jobs to promotion; active gains leases at `expiry`.
 local next_due = 0
-local s = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #s > 0 then next_due = tonumber(s[2]) end
-local a = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-if #a > 0 and (next_due == 0 or tonumber(a[2]) < next_due) then next_due = tonumber(a[2]) end
+if s_scan then s_head = head(KEYS[1]) end
+if a_scan or a_dirty then a_head = head(KEYS[3]) end
+if taken > 0 and (a_head == nil or expiry < a_head) then a_head = expiry end
+if s_head then next_due = s_head end
+if a_head and (next_due == 0 or a_head < next_due) then next_due = a_head end
 -- Rate keys: when the next key may promote a job (keys in flight are +inf);
 -- after a key was re-scored with jobs behind it, wake a blocked fetch so that
 -- it re-computes its wait.
-local rkn = redis.call('ZRANGEBYSCORE', RKEYS, '-inf', '(+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if #rkn > 0 and (next_due == 0 or tonumber(rkn[2]) < next_due) then next_due = tonumber(rkn[2]) end
-if rk_started and redis.call('ZCARD', RKWAIT) > 0 then redis.call('ZADD', KEYS[5], now, 'm') end
+if rk_dirty then
+  local rkn = redis.call('ZRANGEBYSCORE', RKEYS, '-inf', '(+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  rk_head = #rkn > 0 and tonumber(rkn[2]) or nil
+end
+if rk_head and rk_head < math.huge and (next_due == 0 or rk_head < next_due) then
+  next_due = rk_head
+end
+if rk_started and redis.call('ZCARD', RKWAIT) > 0 then redis.call('ZADD', KEYS[5], now_s, 'm') end
 -- Queue gates: keep their state; with jobs left and a gate closed, wake when
 -- it opens (next rate token, end of the pause) and do not wake other fetches
 -- now: they would find the gate closed too.
@@ -277,7 +316,7 @@ if waiting > 0 and gate_due > 0 and (next_due == 0 or gate_due < next_due) then
   next_due = gate_due
 end
 -- Work left over: wake another blocked fetch at once.
-if waiting > 0 and allow >= max then redis.call('ZADD', KEYS[5], now, 'm') end
+if waiting > 0 and allow >= max then redis.call('ZADD', KEYS[5], now_s, 'm') end
 
 local res = {now, next_due, taken}
 for i = 1, #out do res[3 + i] = out[i] end
