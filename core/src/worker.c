@@ -39,7 +39,10 @@ struct runq_worker {
     bool auto_extend;
 
     uv_mutex_t lock;
-    uv_cond_t changed;     /* any change of the lists or of `stopping` */
+    /* Two conditions, not one: a finished handler used to wake every idle
+     * handler and the fetcher, and the futex traffic bounded throughput. */
+    uv_cond_t job_ready;   /* handlers: a job was queued (one signal per job), or stop */
+    uv_cond_t slot_free;   /* fetcher and stop: a handler finished, or stop */
     uv_cond_t keeper_wake; /* wakes the keeper early to exit */
     bool started, stopping, keeper_exit;
     job_list ready;        /* fetched, not yet started */
@@ -160,7 +163,8 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
         return rq_error(RUNQ_ENOMEM, "out of memory");
     }
     uv_mutex_init(&w->lock);
-    uv_cond_init(&w->changed);
+    uv_cond_init(&w->job_ready);
+    uv_cond_init(&w->slot_free);
     uv_cond_init(&w->keeper_wake);
     *out = w;
     return 0;
@@ -214,7 +218,7 @@ static void release_jobs(runq_worker *w, job_list *l) {
 /* Pause after a backend error so a dead Redis is not hammered. */
 static void worker_backoff(runq_worker *w, int64_t ms) {
     uv_mutex_lock(&w->lock);
-    if (!w->stopping) uv_cond_timedwait(&w->changed, &w->lock, (uint64_t)ms * 1000000);
+    if (!w->stopping) uv_cond_timedwait(&w->slot_free, &w->lock, (uint64_t)ms * 1000000);
     uv_mutex_unlock(&w->lock);
 }
 
@@ -228,7 +232,7 @@ static void fetcher_main(void *arg) {
          * and the pool grows to run them (below). */
         int free_slots = w->pool.threads + rq_pool_headroom(&w->pool) - w->ready.count - w->nrunning;
         if (free_slots <= 0) {
-            uv_cond_wait(&w->changed, &w->lock);
+            uv_cond_wait(&w->slot_free, &w->lock);
             continue;
         }
         uv_mutex_unlock(&w->lock);
@@ -245,7 +249,11 @@ static void fetcher_main(void *arg) {
         /* A thread that cannot start is not fatal: the jobs wait for the
          * threads there are, their leases kept by the keeper. */
         if (surplus > 0 && !w->stopping) rq_pool_grow(&w->pool, surplus);
-        if (n) uv_cond_broadcast(&w->changed);
+        /* One idle handler per job: a handler that finds the list empty
+         * again waits again, and a busy one takes the next job itself. */
+        if ((int)n >= w->pool.idle) uv_cond_broadcast(&w->job_ready);
+        else
+            for (size_t i = 0; i < n; i++) uv_cond_signal(&w->job_ready);
     }
     uv_mutex_unlock(&w->lock);
 }
@@ -357,7 +365,7 @@ void runq_job_free(runq_job *job) {
     if (w) {
         uv_mutex_lock(&w->lock);
         list_remove(&w->held, job);
-        uv_cond_broadcast(&w->changed);
+        uv_cond_broadcast(&w->slot_free);
         uv_mutex_unlock(&w->lock);
         /* Unsettled: give it back now rather than after the lease. */
         if (!job->settled) {
@@ -396,7 +404,7 @@ static void handler_main(void *arg) {
     uv_mutex_lock(&w->lock);
     for (;;) {
         bool leave = false;
-        while (!w->ready.count && !w->stopping && !leave) leave = rq_pool_idle(&w->pool, &w->changed);
+        while (!w->ready.count && !w->stopping && !leave) leave = rq_pool_idle(&w->pool, &w->job_ready);
         if (w->stopping || leave) break;
         rq_pool_busy(&w->pool);
         runq_job *job = list_pop(&w->ready);
@@ -409,7 +417,10 @@ static void handler_main(void *arg) {
         list_remove(&w->held, job);
         w->nrunning--;
         w->stats.running = w->nrunning;
-        uv_cond_broadcast(&w->changed);
+        /* Only the fetcher waits for a slot, except while stop waits for
+         * the last handlers. */
+        if (w->stopping) uv_cond_broadcast(&w->slot_free);
+        else uv_cond_signal(&w->slot_free);
         uv_mutex_unlock(&w->lock);
         rq_job_destroy(job);
         uv_mutex_lock(&w->lock);
@@ -550,7 +561,8 @@ int runq_worker_stop(runq_worker *w, int64_t grace_ms) {
     if (!w) return rq_error(RUNQ_EINVAL, "worker is NULL");
     uv_mutex_lock(&w->lock);
     w->stopping = true;
-    uv_cond_broadcast(&w->changed);
+    uv_cond_broadcast(&w->job_ready);
+    uv_cond_broadcast(&w->slot_free);
     uv_mutex_unlock(&w->lock);
     w->backend->ops->interrupt(w->backend);
     if (current_worker == w) return 0; /* inside a handler: never wait for ourselves */
@@ -572,7 +584,7 @@ int runq_worker_stop(runq_worker *w, int64_t grace_ms) {
     while (w->nrunning > 0) {
         int64_t left = until - rq_mono_ms();
         if (left <= 0) break;
-        uv_cond_timedwait(&w->changed, &w->lock, (uint64_t)left * 1000000);
+        uv_cond_timedwait(&w->slot_free, &w->lock, (uint64_t)left * 1000000);
     }
     if (w->nrunning > 0) {
         for (runq_job *j = w->held.head; j; j = j->next) atomic_store(&j->cancel, true);
@@ -611,7 +623,8 @@ void runq_worker_free(runq_worker *w) {
     /* Pulled jobs the caller never freed: their leases lapse and they are
      * delivered again; detach them so a later runq_job_free stays safe. */
     for (runq_job *j; (j = list_pop(&w->held));) j->worker = NULL;
-    uv_cond_destroy(&w->changed);
+    uv_cond_destroy(&w->job_ready);
+    uv_cond_destroy(&w->slot_free);
     uv_cond_destroy(&w->keeper_wake);
     uv_mutex_destroy(&w->lock);
     worker_free_config(w);
