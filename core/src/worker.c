@@ -42,7 +42,8 @@ struct runq_worker {
     /* Two conditions, not one: a finished handler used to wake every idle
      * handler and the fetcher, and the futex traffic bounded throughput. */
     uv_cond_t job_ready;   /* handlers: a job was queued (one signal per job), or stop */
-    uv_cond_t slot_free;   /* fetcher and stop: a handler finished, or stop */
+    uv_cond_t slot_free;   /* fetcher: ready fell below the low-water mark; stop:
+                            * a handler finished; both: stop */
     uv_cond_t keeper_wake; /* wakes the keeper early to exit */
     bool started, stopping, keeper_exit;
     job_list ready;        /* fetched, not yet started */
@@ -222,6 +223,25 @@ static void worker_backoff(runq_worker *w, int64_t ms) {
     uv_mutex_unlock(&w->lock);
 }
 
+/* Prefetch (push mode): beyond the jobs its threads can take, the worker
+ * keeps up to one job per thread ready, and the fetcher refills only when
+ * fewer than half of those are left. One fetch then brings about half the
+ * concurrency instead of the one or two jobs a single finished handler
+ * frees, so the fixed cost of a fetch is shared by many jobs, and no
+ * handler waits for a round trip while the queue has work. Prefetched jobs
+ * are leased: the keeper extends them and stop releases them unstarted.
+ * Without auto_extend nothing would keep their leases, so there is no
+ * prefetch and the fetcher asks for free slots only, as soon as one frees.
+ * Lock held. */
+static int prefetch_depth(const runq_worker *w) {
+    return w->auto_extend ? (w->pool.threads > 0 ? w->pool.threads : 1) : 0;
+}
+
+static bool below_low_water(const runq_worker *w) {
+    int depth = prefetch_depth(w);
+    return !depth || w->ready.count < (depth + 1) / 2;
+}
+
 static void fetcher_main(void *arg) {
     runq_worker *w = arg;
     uv_mutex_lock(&w->lock);
@@ -230,8 +250,9 @@ static void fetcher_main(void *arg) {
         /* With autoscaling, ask for up to headroom jobs more than the
          * threads can take now: if the backend has them, that is a backlog
          * and the pool grows to run them (below). */
-        int free_slots = w->pool.threads + rq_pool_headroom(&w->pool) - w->ready.count - w->nrunning;
-        if (free_slots <= 0) {
+        int free_slots = w->pool.threads + rq_pool_headroom(&w->pool) + prefetch_depth(w) -
+                         w->ready.count - w->nrunning;
+        if (free_slots <= 0 || !below_low_water(w)) {
             uv_cond_wait(&w->slot_free, &w->lock);
             continue;
         }
@@ -246,6 +267,10 @@ static void fetcher_main(void *arg) {
         for (size_t i = 0; i < n; i++) list_push(&w->ready, jobs[i]);
         rq_free(jobs);
         int surplus = w->ready.count + w->nrunning - w->pool.threads;
+        /* The pool still at most doubles per round trip, however many
+         * jobs the prefetch brought. */
+        int room = rq_pool_headroom(&w->pool);
+        if (surplus > room) surplus = room;
         /* A thread that cannot start is not fatal: the jobs wait for the
          * threads there are, their leases kept by the keeper. */
         if (surplus > 0 && !w->stopping) rq_pool_grow(&w->pool, surplus);
@@ -411,6 +436,7 @@ static void handler_main(void *arg) {
         list_push(&w->held, job);
         w->nrunning++;
         w->stats.running = w->nrunning;
+        if (below_low_water(w)) uv_cond_signal(&w->slot_free);
         uv_mutex_unlock(&w->lock);
         run_job(w, job);
         uv_mutex_lock(&w->lock);
@@ -420,7 +446,7 @@ static void handler_main(void *arg) {
         /* Only the fetcher waits for a slot, except while stop waits for
          * the last handlers. */
         if (w->stopping) uv_cond_broadcast(&w->slot_free);
-        else uv_cond_signal(&w->slot_free);
+        else if (below_low_water(w)) uv_cond_signal(&w->slot_free);
         uv_mutex_unlock(&w->lock);
         rq_job_destroy(job);
         uv_mutex_lock(&w->lock);
