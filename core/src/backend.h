@@ -27,6 +27,14 @@ typedef struct rq_fetch_request {
  * every backend (fetch_order.c). */
 void rq_fetch_order(const rq_fetch_request *req, size_t *order);
 
+/* One job to settle as done, for ack_many. */
+typedef struct rq_ack_item {
+    const runq_job *job;
+    const void *result;
+    size_t result_len;
+    int64_t result_ttl_ms;
+} rq_ack_item;
+
 typedef struct rq_backend_ops {
     const char *name;
 
@@ -90,6 +98,13 @@ typedef struct rq_backend_ops {
      * corrupt compressed payload), so a retry could only fail the same way.
      * RUNQ_ESTALE when the lease no longer holds. */
     int (*bury)(runq_backend *b, const runq_job *job, const char *reason);
+
+    /* Settle n leased jobs as done, each exactly as ack would (atomically per
+     * job, not for the batch): results[i] = 0, RUNQ_ESTALE or another code.
+     * For jobs that finish together: the Redis backend sends one script call
+     * per run of up to 100 jobs of one queue instead of one per job. Returns
+     * 0, or an error that failed the whole batch (then in every results[i]). */
+    int (*ack_many)(runq_backend *b, const rq_ack_item *items, int *results, size_t n);
 } rq_backend_ops;
 
 /* Backends embed this as their first member. */

@@ -638,6 +638,14 @@ static int mem_ack(runq_backend *b, const runq_job *job, const void *result, siz
     return rc;
 }
 
+/* Nothing to amortise in memory: each item is one ack. */
+static int mem_ack_many(runq_backend *b, const rq_ack_item *items, int *results, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        results[i] = mem_ack(b, items[i].job, items[i].result, items[i].result_len,
+                             items[i].result_ttl_ms);
+    return 0;
+}
+
 static int mem_fail(runq_backend *b, const runq_job *job, const char *error, int64_t delay_ms,
                     bool *dead) {
     mstore *s = STORE(b);
@@ -863,7 +871,7 @@ static void mem_destroy(runq_backend *b) {
 static const rq_backend_ops memory_ops = {
     "memory",     mem_enqueue, mem_fetch, mem_ack,    mem_fail,      mem_release,
     mem_extend,   mem_interrupt, mem_get, mem_wait,   mem_configure, mem_stats,
-    mem_dead_list, mem_dead_retry, mem_destroy, mem_set_paused, mem_bury,
+    mem_dead_list, mem_dead_retry, mem_destroy, mem_set_paused, mem_bury, mem_ack_many,
 };
 
 int rq_memory_open(runq_backend **out, const rq_url *url, const runq_client_options *options) {

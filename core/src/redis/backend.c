@@ -23,11 +23,18 @@ static const char *const script_names[S_COUNT] = {
     "enqueue", "fetch", "ack", "fail", "release", "extend", "bury", "dead_retry",
     "stats", "configure", "pause"};
 
+typedef struct ack_waiter ack_waiter;
+
 typedef struct rq_redis {
     runq_backend base;
     rq_conn *conn;
     int timeout_ms; /* command timeout */
     int script[S_COUNT];
+    /* Acks from concurrent threads are combined (redis_ack): queued waiters,
+     * and whether a leader is sending a batch. */
+    uv_mutex_t ack_lock;
+    ack_waiter *ack_head, *ack_tail;
+    bool ack_busy;
 } rq_redis;
 
 #define RB(b) ((rq_redis *)(b))
@@ -117,15 +124,93 @@ static int run1(rq_redis *rb, rq_call *call, const char *what) {
 
 /* ---- enqueue ----------------------------------------------------------- */
 
-/* Jobs per enqueue script call: one call stores a run of jobs of one queue
- * (TIME and the config read once), and this bounds how long one call holds
- * the server (~100 x 15 us). */
-#define ENQUEUE_BATCH_MAX 100
+/* Jobs per enqueue or ack script call: one call handles a run of jobs of one
+ * queue (TIME and the queue-wide reads once), and this bounds how long one
+ * call holds the server (~100 x 15 us). */
+#define BATCH_MAX 100
+
+/* The script calls of a batch operation: one per run of consecutive items of
+ * one queue, at most BATCH_MAX items each; first[c] is call c's first item,
+ * first[ncalls] = n. */
+typedef struct rq_batch {
+    rq_call *calls;
+    size_t *first;
+    size_t ncalls;
+} rq_batch;
+
+typedef struct batch_kind {
+    const char *what;  /* the operation, for error details */
+    size_t fields;     /* reply fields per item */
+    const char *(*queue)(const void *items, size_t i);
+    /* Build call c for items[at .. at + n). */
+    void (*build)(rq_redis *rb, rq_call *c, const void *items, size_t at, size_t n);
+    /* The result of items[at] from its reply fields r[off ..]. */
+    int (*result)(const void *items, size_t at, const rq_reply *r, size_t off);
+} batch_kind;
+
+/* Plan and build the calls for n items; on failure every results[i] holds
+ * the error. */
+static int batch_build(rq_batch *bt, const batch_kind *kind, rq_redis *rb, const void *items,
+                       size_t n, int *results) {
+    bt->calls = rq_calloc(n, sizeof *bt->calls);
+    bt->first = rq_calloc(n + 1, sizeof *bt->first);
+    bt->ncalls = 0;
+    if (!bt->calls || !bt->first) {
+        rq_free(bt->calls);
+        rq_free(bt->first);
+        for (size_t i = 0; i < n; i++) results[i] = RUNQ_ENOMEM;
+        return rq_error(RUNQ_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n;) {
+        size_t e = i + 1;
+        while (e < n && e - i < BATCH_MAX &&
+               strcmp(kind->queue(items, e), kind->queue(items, i)) == 0)
+            e++;
+        bt->first[bt->ncalls] = i;
+        kind->build(rb, &bt->calls[bt->ncalls++], items, i, e - i);
+        i = e;
+    }
+    bt->first[bt->ncalls] = n;
+    return 0;
+}
+
+/* After the calls ran (rc: rq_calls_run's code): every item's result. */
+static int batch_results(const rq_batch *bt, const batch_kind *kind, const void *items, size_t n,
+                         int rc, int *results) {
+    if (rc) {
+        rc = io_rc(rc, kind->what);
+        for (size_t i = 0; i < n; i++) results[i] = rc;
+        return rc;
+    }
+    for (size_t c = 0; c < bt->ncalls; c++) {
+        size_t count = bt->first[c + 1] - bt->first[c];
+        const rq_reply *r = bt->calls[c].reply;
+        int crc = call_rc(&bt->calls[c], kind->what);
+        if (!crc && (r->type != RQ_REPLY_ARRAY || r->elements != kind->fields * count))
+            crc = rq_error(RUNQ_EPROTO, "redis %s: unexpected reply shape", kind->what);
+        for (size_t i = 0; i < count; i++) {
+            size_t at = bt->first[c] + i;
+            results[at] = crc ? crc : kind->result(items, at, r, kind->fields * i);
+        }
+    }
+    return 0;
+}
+
+static void batch_clear(rq_batch *bt) {
+    for (size_t c = 0; c < bt->ncalls; c++) rq_call_clear(&bt->calls[c]);
+    rq_free(bt->calls);
+    rq_free(bt->first);
+}
+
+static const char *job_queue_at(const void *items, size_t i) {
+    return ((runq_job *const *)items)[i]->queue;
+}
 
 /* The enqueue script's KEYS and ARGV for jobs[0..n), all of one queue: the
  * first job's 10 keys (shared queue keys included), 4 per-job keys for each
  * other job, then 17 arguments per job (enqueue.lua). */
-static void enqueue_call(rq_redis *rb, rq_call *c, runq_job *const *jobs, size_t n) {
+static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at, size_t n) {
+    runq_job *const *jobs = (runq_job *const *)items + at;
     char k[KEY_MAX];
     const runq_job *j0 = jobs[0];
     rq_call_init(c, rb->script[S_ENQUEUE]);
@@ -179,7 +264,8 @@ static void enqueue_call(rq_redis *rb, rq_call *c, runq_job *const *jobs, size_t
 }
 
 /* One job's 6 reply fields (enqueue.lua) into its result. */
-static int enqueue_result(runq_job *j, const rq_reply *r, size_t at) {
+static int enqueue_result(const void *items, size_t i, const rq_reply *r, size_t at) {
+    runq_job *j = ((runq_job *const *)items)[i];
     long long code = 0;
     if (!rq_reply_int(rq_reply_at(r, at), &code))
         return rq_error(RUNQ_EPROTO, "redis enqueue: unexpected reply");
@@ -212,57 +298,24 @@ static int redis_enqueue(runq_backend *b, runq_job **jobs, int *results, size_t 
                          int replicate_timeout_ms) {
     rq_redis *rb = RB(b);
     if (n == 0) return 0;
-    /* One script call per run of consecutive jobs of one queue (at most
-     * ENQUEUE_BATCH_MAX); first[c] is the index of call c's first job. */
-    rq_call *calls = rq_calloc(n, sizeof *calls);
-    size_t *first = rq_calloc(n + 1, sizeof *first);
-    if (!calls || !first) {
-        rq_free(calls);
-        rq_free(first);
-        return rq_error(RUNQ_ENOMEM, "out of memory");
-    }
-    size_t ncalls = 0;
-    for (size_t i = 0; i < n;) {
-        size_t e = i + 1;
-        while (e < n && e - i < ENQUEUE_BATCH_MAX && strcmp(jobs[e]->queue, jobs[i]->queue) == 0)
-            e++;
-        first[ncalls] = i;
-        enqueue_call(rb, &calls[ncalls++], jobs + i, e - i);
-        i = e;
-    }
-    first[ncalls] = n;
+    static const batch_kind kind = {"enqueue", 6, job_queue_at, enqueue_call, enqueue_result};
+    rq_batch bt;
+    if (batch_build(&bt, &kind, rb, jobs, n, results)) return RUNQ_ENOMEM;
     long long acked = 0;
     /* WAIT blocks its connection, so a replicated write takes a pool
      * connection of its own instead of stalling the shared pipeline. */
     int flags = replicate > 0 ? RQ_REQ_BLOCKING : 0;
     int timeout = rb->timeout_ms + (replicate > 0 ? replicate_timeout_ms : 0);
-    int rc = rq_calls_run(rb->conn, calls, ncalls, flags, timeout, replicate,
+    int rc = rq_calls_run(rb->conn, bt.calls, bt.ncalls, flags, timeout, replicate,
                           replicate_timeout_ms, &acked);
-    if (rc) {
-        rc = io_rc(rc, "enqueue");
-        for (size_t i = 0; i < n; i++) results[i] = rc;
-        goto out;
-    }
-    for (size_t c = 0; c < ncalls; c++) {
-        size_t count = first[c + 1] - first[c];
-        int crc = call_rc(&calls[c], "enqueue");
-        if (!crc && (calls[c].reply->type != RQ_REPLY_ARRAY || calls[c].reply->elements != 6 * count))
-            crc = rq_error(RUNQ_EPROTO, "redis enqueue: unexpected reply shape");
-        for (size_t i = 0; i < count; i++) {
-            size_t at = first[c] + i;
-            results[at] = crc ? crc : enqueue_result(jobs[at], calls[c].reply, 6 * i);
-        }
-    }
-    if (replicate > 0 && acked < replicate) {
+    rc = batch_results(&bt, &kind, jobs, n, rc, results);
+    if (!rc && replicate > 0 && acked < replicate) {
         rc = rq_error(RUNQ_EDURABILITY,
                       "written, but only %lld of %d replicas confirmed within %d ms: "
                       "the durability of the write is unknown",
                       acked < 0 ? 0 : acked, replicate, replicate_timeout_ms);
     }
-out:
-    for (size_t c = 0; c < ncalls; c++) rq_call_clear(&calls[c]);
-    rq_free(calls);
-    rq_free(first);
+    batch_clear(&bt);
     return rc;
 }
 
@@ -589,33 +642,143 @@ static void leased_keys(rq_call *c, const runq_job *job) {
     rq_call_key(c, k);
 }
 
+#define ACK_BATCH_MAX BATCH_MAX
+
+static const char *ack_queue_at(const void *items, size_t i) {
+    return ((const rq_ack_item *)items)[i].job->queue;
+}
+
+/* The ack script's KEYS and ARGV for items[0..n), all of one queue: the first
+ * job's 9 keys (shared queue keys included), 4 per-job keys for each other
+ * job, then 4 arguments per job (ack.lua). */
+static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_t n) {
+    const rq_ack_item *items = (const rq_ack_item *)all + at;
+    char k[KEY_MAX];
+    const runq_job *j0 = items[0].job;
+    rq_call_init(c, rb->script[S_ACK]);
+    leased_keys(c, j0);
+    lookup_key(k, j0->id);
+    rq_call_key(c, k);
+    done_key(k, j0->queue, j0->id);
+    rq_call_key(c, k);
+    gate_keys(c, j0->queue);
+    qkey(k, j0->queue, "pending");
+    rq_call_key(c, k);
+    qkey(k, j0->queue, "marker");
+    rq_call_key(c, k);
+    call_key_named(c, j0->queue, "unique:", j0->unique_key); /* KEYS[9]: unique-until-done */
+    for (size_t i = 1; i < n; i++) {
+        const runq_job *j = items[i].job;
+        jkey(k, j->queue, j->id);
+        rq_call_key(c, k);
+        lookup_key(k, j->id);
+        rq_call_key(c, k);
+        done_key(k, j->queue, j->id);
+        rq_call_key(c, k);
+        call_key_named(c, j->queue, "unique:", j->unique_key);
+    }
+    for (size_t i = 0; i < n; i++) {
+        rq_call_str(c, items[i].job->id);
+        rq_call_u64(c, items[i].job->lease_token);
+        rq_call_bin(c, items[i].result, items[i].result ? items[i].result_len : 0);
+        rq_call_i64(c, items[i].result_ttl_ms);
+    }
+}
+
+/* One job's reply code (ack.lua); the ESTALE detail is set by the caller
+ * (stale()), on the thread that reports it. */
+static int ack_result(const void *items, size_t i, const rq_reply *r, size_t at) {
+    (void)items;
+    (void)i;
+    long long code = 0;
+    if (!rq_reply_int(rq_reply_at(r, at), &code))
+        return rq_error(RUNQ_EPROTO, "redis ack: bad reply");
+    return code == RUNQ_ESTALE ? RUNQ_ESTALE : 0;
+}
+
+static int redis_ack_many(runq_backend *b, const rq_ack_item *items, int *results, size_t n) {
+    rq_redis *rb = RB(b);
+    if (n == 0) return 0;
+    static const batch_kind kind = {"ack", 1, ack_queue_at, ack_call, ack_result};
+    rq_batch bt;
+    if (batch_build(&bt, &kind, rb, items, n, results)) return RUNQ_ENOMEM;
+    int rc = rq_calls_run(rb->conn, bt.calls, bt.ncalls, 0, rb->timeout_ms, 0, 0, NULL);
+    rc = batch_results(&bt, &kind, items, n, rc, results);
+    batch_clear(&bt);
+    return rc;
+}
+
+/* Combining acks: handler threads that finish together would each send one
+ * ack script call. Instead a thread queues its ack; if no batch is in flight
+ * it leads: it sends every queued ack (up to ACK_BATCH_MAX) with one
+ * redis_ack_many, hands each waiter its result, and, if more acks queued up
+ * meanwhile, makes the oldest of those the next leader. A lone ack is sent at
+ * once, as before; under load the server runs the script's fixed part (TIME,
+ * the gate reads) once per batch. Each waiter blocks on its own condition,
+ * as it would on its own reply. */
+struct ack_waiter {
+    rq_ack_item item;
+    int result;
+    bool done, lead;
+    uv_cond_t cond;
+    ack_waiter *next;
+    char detail[256]; /* the error detail, copied from the leader's thread */
+};
+
+/* Lock held: the leader sends the queued acks and wakes their waiters. */
+static void ack_lead(rq_redis *rb) {
+    ack_waiter *batch[ACK_BATCH_MAX];
+    rq_ack_item items[ACK_BATCH_MAX];
+    int results[ACK_BATCH_MAX];
+    size_t n = 0;
+    while (rb->ack_head && n < ACK_BATCH_MAX) {
+        ack_waiter *w = rb->ack_head;
+        rb->ack_head = w->next;
+        batch[n] = w;
+        items[n++] = w->item;
+    }
+    if (!rb->ack_head) rb->ack_tail = NULL;
+    uv_mutex_unlock(&rb->ack_lock);
+    redis_ack_many(&rb->base, items, results, n);
+    for (size_t i = 0; i < n; i++) {
+        batch[i]->result = results[i];
+        if (results[i] && results[i] != RUNQ_ESTALE)
+            snprintf(batch[i]->detail, sizeof batch[i]->detail, "%s", runq_error_last());
+    }
+    uv_mutex_lock(&rb->ack_lock);
+    for (size_t i = 0; i < n; i++) {
+        batch[i]->done = true;
+        uv_cond_signal(&batch[i]->cond);
+    }
+    if (rb->ack_head) {
+        rb->ack_head->lead = true;
+        uv_cond_signal(&rb->ack_head->cond);
+    } else {
+        rb->ack_busy = false;
+    }
+}
+
 static int redis_ack(runq_backend *b, const runq_job *job, const void *result, size_t result_len,
                      int64_t result_ttl_ms) {
     rq_redis *rb = RB(b);
-    char k[KEY_MAX];
-    rq_call c;
-    rq_call_init(&c, rb->script[S_ACK]);
-    leased_keys(&c, job);
-    lookup_key(k, job->id);
-    rq_call_key(&c, k);
-    done_key(k, job->queue, job->id);
-    rq_call_key(&c, k);
-    gate_keys(&c, job->queue);
-    qkey(k, job->queue, "pending");
-    rq_call_key(&c, k);
-    qkey(k, job->queue, "marker");
-    rq_call_key(&c, k);
-    call_key_named(&c, job->queue, "unique:", job->unique_key); /* KEYS[9]: unique-until-done */
-    rq_call_str(&c, job->id);
-    rq_call_u64(&c, job->lease_token);
-    rq_call_bin(&c, result, result ? result_len : 0);
-    rq_call_i64(&c, result_ttl_ms);
-    int rc = run1(rb, &c, "ack");
-    long long code = 0;
-    if (rc == 0 && !rq_reply_int(c.reply, &code)) rc = rq_error(RUNQ_EPROTO, "redis ack: bad reply");
-    if (rc == 0 && code == RUNQ_ESTALE) rc = stale(job);
-    rq_call_clear(&c);
-    return rc;
+    ack_waiter me = {.item = {job, result, result_len, result_ttl_ms}};
+    uv_cond_init(&me.cond);
+    uv_mutex_lock(&rb->ack_lock);
+    if (rb->ack_tail) rb->ack_tail->next = &me;
+    else rb->ack_head = &me;
+    rb->ack_tail = &me;
+    if (!rb->ack_busy) { /* no batch in flight: this thread sends */
+        rb->ack_busy = true;
+        me.lead = true;
+    }
+    while (!me.lead && !me.done) uv_cond_wait(&me.cond, &rb->ack_lock);
+    /* A leader is at the head of the queue, so its own ack is in its batch. */
+    if (!me.done) ack_lead(rb);
+    uv_mutex_unlock(&rb->ack_lock);
+    uv_cond_destroy(&me.cond);
+    if (me.result == RUNQ_ESTALE) return stale(job);
+    if (me.result) return rq_error(me.result, "%s", me.detail);
+    return 0;
 }
 
 static int redis_fail(runq_backend *b, const runq_job *job, const char *error,
@@ -1022,6 +1185,7 @@ static int redis_dead_retry(runq_backend *b, const char *id) {
 static void redis_destroy(runq_backend *b) {
     rq_redis *rb = RB(b);
     rq_conn_close(rb->conn);
+    uv_mutex_destroy(&rb->ack_lock);
     rq_free(rb);
 }
 
@@ -1029,7 +1193,7 @@ static const rq_backend_ops redis_ops = {
     "redis",         redis_enqueue,   redis_fetch, redis_ack,       redis_fail,
     redis_release,   redis_extend,    redis_interrupt, redis_get,   redis_wait,
     redis_configure, redis_stats,     redis_dead_list, redis_dead_retry, redis_destroy,
-    redis_set_paused, redis_bury,
+    redis_set_paused, redis_bury, redis_ack_many,
 };
 
 int rq_redis_open(runq_backend **out, const rq_url *url, const runq_client_options *options) {
@@ -1059,6 +1223,7 @@ int rq_redis_open(runq_backend **out, const rq_url *url, const runq_client_optio
         rq_free(rb);
         return rc;
     }
+    uv_mutex_init(&rb->ack_lock);
     *out = &rb->base;
     return 0;
 }

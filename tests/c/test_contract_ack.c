@@ -1,0 +1,143 @@
+/* Acking several jobs at once: the backend's ack_many (one script call per
+ * run of one queue's jobs on Redis) and acks from many threads at once
+ * (combined into batches by the Redis backend). Runs against memory:// and a
+ * private redis-server like every test_contract*.c; jobs are leased through
+ * the backend interface so that the test holds their lease tokens. */
+#include "client.h"
+#include "redis_support.h"
+
+#include <pthread.h>
+
+/* Lease every pending job of `queue` (n expected) straight from the backend. */
+static size_t t_lease(runq_client *c, const char *queue, runq_job **out, size_t n) {
+    const char *qs[1] = {queue};
+    rq_fetch_request req = {qs, 1, NULL, 30000, n, 1000};
+    runq_job **jobs = NULL;
+    size_t got = 0;
+    ASSERT_OK(c->backend->ops->fetch(c->backend, &req, &jobs, &got));
+    ASSERT_EQ(got, n);
+    for (size_t i = 0; i < got; i++) out[i] = jobs[i];
+    rq_free(jobs);
+    return got;
+}
+
+static runq_job_state t_state(runq_client *c, const char *id) {
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    runq_job_state st = runq_job_state_get(snap);
+    runq_job_free(snap);
+    return st;
+}
+
+TEST(ack_many_settles_each_item_on_its_own) {
+    runq_client *c = t_client();
+    runq_enqueue_options qa = RUNQ_ENQUEUE_OPTIONS_INIT, qb = RUNQ_ENQUEUE_OPTIONS_INIT;
+    qa.queue = "am";
+    qb.queue = "am2";
+    char id[RUNQ_ID_SIZE];
+    for (int i = 0; i < 4; i++) t_enqueue(c, id, "t", i, &qa);
+    t_enqueue(c, id, "t", 9, &qb);
+    runq_job *a[4], *b[1];
+    t_lease(c, "am", a, 4);
+    t_lease(c, "am2", b, 1);
+    /* Queues interleaved, and one lease token that is not the job's. */
+    static const unsigned char res[] = {0x2a}; /* msgpack 42 */
+    rq_ack_item items[5] = {{a[0], res, 1, 60000}, {a[1], NULL, 0, 60000},
+                            {b[0], res, 1, 60000}, {a[2], res, 1, 60000},
+                            {a[3], res, 1, 60000}};
+    a[2]->lease_token ^= 1;
+    int results[5] = {-99, -99, -99, -99, -99};
+    ASSERT_OK(c->backend->ops->ack_many(c->backend, items, results, 5));
+    const int want[5] = {0, 0, 0, RUNQ_ESTALE, 0};
+    for (int i = 0; i < 5; i++) ASSERT_EQ(results[i], want[i]);
+    ASSERT_EQ(t_state(c, a[0]->id), RUNQ_STATE_DONE);
+    ASSERT_EQ(t_state(c, a[1]->id), RUNQ_STATE_DONE);
+    ASSERT_EQ(t_state(c, b[0]->id), RUNQ_STATE_DONE);
+    ASSERT_EQ(t_state(c, a[2]->id), RUNQ_STATE_ACTIVE); /* the stale ack changed nothing */
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, a[0]->id));
+    size_t len = 0;
+    const unsigned char *r = runq_job_result(snap, &len);
+    ASSERT_EQ(len, 1);
+    ASSERT_EQ(r[0], 0x2a);
+    runq_job_free(snap);
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "am"));
+    ASSERT_EQ(st.active, 1);
+    ASSERT_OK(runq_queue_stats_get(&st, c, "am2"));
+    ASSERT_EQ(st.active, 0);
+    /* With its own token the job acks; a second ack of a settled job is stale. */
+    a[2]->lease_token ^= 1;
+    ASSERT_OK(c->backend->ops->ack_many(c->backend, &items[3], results, 1));
+    ASSERT_EQ(results[0], 0);
+    ASSERT_EQ(t_state(c, a[2]->id), RUNQ_STATE_DONE);
+    ASSERT_OK(c->backend->ops->ack_many(c->backend, &items[0], results, 1));
+    ASSERT_EQ(results[0], RUNQ_ESTALE);
+    ASSERT_EQ(c->backend->ops->ack(c->backend, a[1], NULL, 0, 60000), RUNQ_ESTALE);
+    for (int i = 0; i < 4; i++) rq_job_destroy(a[i]);
+    rq_job_destroy(b[0]);
+    runq_client_close(c);
+}
+
+/* Many threads ack at once, half of them with a token that is not theirs:
+ * whatever batches the backend forms, each thread gets its own outcome and
+ * exactly the right jobs are done. */
+enum { ACKERS = 16 };
+typedef struct {
+    runq_client *c;
+    runq_job *job;
+    bool stale;
+    pthread_barrier_t *go;
+    int rc;
+    char detail[128];
+} acker;
+
+static void *acker_main(void *arg) {
+    acker *k = arg;
+    if (k->stale) k->job->lease_token ^= 1;
+    pthread_barrier_wait(k->go);
+    k->rc = k->c->backend->ops->ack(k->c->backend, k->job, NULL, 0, 60000);
+    snprintf(k->detail, sizeof k->detail, "%s", runq_error_last());
+    return NULL;
+}
+
+TEST(concurrent_acks_each_get_their_own_outcome) {
+    runq_client *c = t_client();
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "acks";
+    char id[RUNQ_ID_SIZE];
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < ACKERS; i++) t_enqueue(c, id, "t", i, &o);
+        runq_job *jobs[ACKERS];
+        t_lease(c, "acks", jobs, ACKERS);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, ACKERS);
+        acker k[ACKERS];
+        pthread_t th[ACKERS];
+        for (int i = 0; i < ACKERS; i++) {
+            k[i] = (acker){c, jobs[i], i % 2 == 1, &go, -99, ""};
+            ASSERT_EQ(pthread_create(&th[i], NULL, acker_main, &k[i]), 0);
+        }
+        for (int i = 0; i < ACKERS; i++) pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&go);
+        for (int i = 0; i < ACKERS; i++) {
+            ASSERT_EQ(k[i].rc, k[i].stale ? RUNQ_ESTALE : 0);
+            if (k[i].stale && strcmp(runq_client_backend(c), "redis") == 0)
+                ASSERT(strstr(k[i].detail, jobs[i]->id) != NULL); /* its own job named */
+            ASSERT_EQ(t_state(c, jobs[i]->id), k[i].stale ? RUNQ_STATE_ACTIVE : RUNQ_STATE_DONE);
+        }
+        /* The stale half, with their own tokens again, ack too. */
+        for (int i = 1; i < ACKERS; i += 2) {
+            jobs[i]->lease_token ^= 1;
+            ASSERT_OK(c->backend->ops->ack(c->backend, jobs[i], NULL, 0, 60000));
+        }
+        runq_queue_stats st;
+        ASSERT_OK(runq_queue_stats_get(&st, c, "acks"));
+        ASSERT_EQ(st.active, 0);
+        ASSERT_EQ(st.pending, 0);
+        for (int i = 0; i < ACKERS; i++) rq_job_destroy(jobs[i]);
+    }
+    runq_client_close(c);
+}
+
+TEST_MAIN()
