@@ -20,6 +20,9 @@
 -- ARGV[17(i-1) + 1]. N = #ARGV / 17 (one job may send 13 to 17 ARGV).
 -- Integer ARGV arrive as decimal strings and are stored as given: Lua numbers
 -- handed to redis.call would be formatted with %.17g and parsed back.
+-- Fields that hold their default are not written (readers take absent as the
+-- default): attempt, token, lease (0: not leased), prio, timeout, deadline 0,
+-- ukey and uttl without a unique key, meta, rkey, rint, uud.
 -- Returns 6 fields per job, in order:
 --   0, id, created, eta, deadline, state | -6, holder_id, 0, 0, 0, 0 | -7, '', 0, 0, 0, 0
 local fmt = string.format
@@ -74,21 +77,34 @@ for i = 1, n do
     local prio_s = ARGV[a + 6]
     local score = prio_s == '0' and '0' or fmt('%d', -tonumber(prio_s))
     local state = eta > now and 1 or 2
-    redis.call('DEL', kjob)
-    redis.call('HSET', kjob, 'id', id, 'task', ARGV[a + 2], 'queue', ARGV[a + 3],
-      'args', ARGV[a + 4], 'state', state == 1 and '1' or '2', 'attempt', '0',
-      'maxr', ARGV[a + 5], 'prio', prio_s, 'created', now_s, 'eta', eta_s,
-      'timeout', ARGV[a + 9], 'deadline', deadline_s, 'ukey', ukey, 'uttl', ARGV[a + 13],
-      'token', '0', 'lease', '0', 'v', '1')
+    local rkey = ARGV[a + 15] or ''
+    local f = {kjob, 'v', '1', 'id', id, 'task', ARGV[a + 2], 'queue', ARGV[a + 3],
+      'args', ARGV[a + 4], 'state', state == 1 and '1' or '2', 'maxr', ARGV[a + 5],
+      'created', now_s, 'eta', eta_s}
+    local function field(name, value)
+      f[#f + 1] = name
+      f[#f + 1] = value
+    end
+    if prio_s ~= '0' then field('prio', prio_s) end
+    if ARGV[a + 9] ~= '0' then field('timeout', ARGV[a + 9]) end
+    if deadline ~= 0 then field('deadline', deadline_s) end
+    if ukey ~= '' then
+      field('ukey', ukey)
+      field('uttl', ARGV[a + 13])
+    end
     local meta = ARGV[a + 14] or ''
-    if meta ~= '' then redis.call('HSET', kjob, 'meta', meta) end
+    if meta ~= '' then field('meta', meta) end
+    if rkey ~= '' then
+      field('rkey', rkey)
+      field('rint', ARGV[a + 16])
+    end
+    if ARGV[a + 17] == '1' then field('uud', '1') end
+    redis.call('DEL', kjob)
+    redis.call('HSET', unpack(f))
     -- Rate key: a ready keyed job waits in its key's zset, not in pending; a
     -- key seen for the first time may promote its first job at once (NX: a
     -- key that waits out its interval, or has a job in flight (+inf), keeps
     -- its time).
-    local rkey = ARGV[a + 15] or ''
-    if rkey ~= '' then redis.call('HSET', kjob, 'rkey', rkey, 'rint', ARGV[a + 16]) end
-    if ARGV[a + 17] == '1' then redis.call('HSET', kjob, 'uud', '1') end
     if state == 1 then
       redis.call('ZADD', KEYS[2], eta_s, id)
     elseif rkey ~= '' then

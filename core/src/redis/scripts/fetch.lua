@@ -32,7 +32,10 @@ local function load(key)
   return h
 end
 
-local NUMERIC = {'attempt', 'maxr', 'prio', 'created', 'eta', 'timeout', 'deadline', 'uttl'}
+-- Numeric fields every record has, and those enqueue leaves out when they
+-- hold their default, 0 (absent reads as 0; present, it must be a number).
+local NUMERIC = {'maxr', 'created', 'eta'}
+local NUMERIC_DEFAULT_0 = {'attempt', 'prio', 'timeout', 'deadline', 'uttl'}
 local function check(h)
   -- Record version: a record without `v` is version 1 (written before the
   -- field existed); a newer version may have fields this reader misreads, so
@@ -40,6 +43,9 @@ local function check(h)
   if h.v and h.v ~= '1' then return 'unsupported record version ' .. h.v end
   for _, f in ipairs(NUMERIC) do
     if not tonumber(h[f] or '') then return 'field ' .. f .. ' is missing or not a number' end
+  end
+  for _, f in ipairs(NUMERIC_DEFAULT_0) do
+    if h[f] and not tonumber(h[f]) then return 'field ' .. f .. ' is not a number' end
   end
   if not h.task or h.task == '' then return 'field task is missing' end
   if not h.args or h.args == '' then return 'field args is missing' end
@@ -148,12 +154,12 @@ for _, id in ipairs(a_scan and redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_
     -- A lease entry whose job is no longer active (settled): drop the
     -- entry, never re-run the job.
     redis.call('ZREM', KEYS[3], id)
-  elseif tonumber(h.attempt) > tonumber(h.maxr) then
+  elseif (tonumber(h.attempt) or 0) > tonumber(h.maxr) then
     bury(id, key, 'lease expired', true)
   else
     redis.call('ZREM', KEYS[3], id)
     redis.call('HSET', key, 'state', '2', 'error', 'lease expired', 'token', '0', 'lease', '0')
-    ready(id, tonumber(h.prio), h.rkey)
+    ready(id, tonumber(h.prio) or 0, h.rkey)
   end
 end
 
@@ -238,11 +244,11 @@ while taken < cap do
     local bad = h and check(h) or (not h and ('the job record ' .. why))
     if bad then
       bury(id, key, 'corrupt job: ' .. bad, h ~= nil)
-    elseif tonumber(h.deadline) > 0 and now > tonumber(h.deadline) then
+    elseif (tonumber(h.deadline) or 0) > 0 and now > tonumber(h.deadline) then
       bury(id, key, 'deadline passed', true)
     else
       taken = taken + 1
-      local attempt = tonumber(h.attempt) + 1
+      local attempt = (tonumber(h.attempt) or 0) + 1
       local token = ARGV[4 + taken]
       redis.call('HSET', key, 'state', '3', 'attempt', fmt('%d', attempt), 'token', token,
         'lease', expiry_s)
@@ -262,13 +268,13 @@ while taken < cap do
       out[n + 4] = h.args
       out[n + 5] = attempt
       out[n + 6] = tonumber(h.maxr)
-      out[n + 7] = tonumber(h.prio)
+      out[n + 7] = tonumber(h.prio) or 0
       out[n + 8] = tonumber(h.created)
       out[n + 9] = tonumber(h.eta)
-      out[n + 10] = tonumber(h.timeout)
-      out[n + 11] = tonumber(h.deadline)
+      out[n + 10] = tonumber(h.timeout) or 0
+      out[n + 11] = tonumber(h.deadline) or 0
       out[n + 12] = h.ukey or ''
-      out[n + 13] = tonumber(h.uttl)
+      out[n + 13] = tonumber(h.uttl) or 0
       out[n + 14] = h.error or ''
       out[n + 15] = token
       out[n + 16] = expiry
