@@ -487,12 +487,14 @@ typedef struct runq_process_info {
  *    handler thread that then runs the handler. Pull mode: inside
  *    runq_worker_next, on the caller's thread, before it returns the job.
  *  after_process: once per delivery, after the job is settled. Push mode:
- *    on the handler thread after the ack or fail (and after a fallback).
- *    Pull mode: on the caller's thread, inside the runq_job_ack /
- *    runq_job_fail that settled it, or inside runq_job_free for a job freed
- *    unsettled (RELEASED, or LOST when the release fails). Because it runs
- *    after the settle, the job's next delivery (a retry) may already have
- *    started elsewhere.
+ *    on the handler thread after the ack or fail (and after a fallback);
+ *    for a job whose ack was already queued to the worker's acker thread
+ *    when the hook was added (a worker without after_process hooks acks
+ *    there), on that thread. Pull mode: on the caller's thread, inside the
+ *    runq_job_ack / runq_job_fail that settled it, or inside runq_job_free
+ *    for a job freed unsettled (RELEASED, or LOST when the release fails).
+ *    Because it runs after the settle, the job's next delivery (a retry) may
+ *    already have started elsewhere.
  *
  * Hooks of one client run in the order they were added, the before_enqueue
  * ones of each runq_hooks first to last. They run concurrently on several
@@ -561,7 +563,9 @@ RUNQ_EXTERN int runq_worker_start(runq_worker *worker);
 /* Stop gracefully: stop fetching, return fetched-but-unstarted jobs to
  * pending at once, let running handlers finish for up to grace_ms, then mark
  * them cancelled. Returns 0 when every handler finished, RUNQ_ETIMEOUT when
- * some still run (runq_worker_free waits for them). Called from inside a
+ * some still run (runq_worker_free waits for them). When every handler
+ * finished it also waits for their acks (push mode acks off the handler
+ * thread), so every job they finished is settled. Called from inside a
  * handler it only requests the stop and returns 0. */
 RUNQ_EXTERN int runq_worker_stop(runq_worker *worker, int64_t grace_ms);
 

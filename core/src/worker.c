@@ -3,13 +3,17 @@
  *
  * Threads of a push-mode worker:
  *   fetcher   - asks the backend for as many jobs as there are free slots
- *               (one round trip for all of them) and queues them as "ready";
- *               with autoscaling it asks for more than it can run, and when
- *               more come back (a backlog) it grows the handler pool;
+ *               plus a prefetch (one round trip for all of them) and queues
+ *               them as "ready"; with autoscaling it asks for more than it
+ *               can run, and when more come back (a backlog) it grows the
+ *               handler pool;
  *   handlers  - a pool (pool.c) of `concurrency` threads, or between min
  *               and max of them with autoscaling, that take ready jobs and
  *               run them; a surplus thread idle for idle_timeout_ms exits;
- *   keeper    - extends the leases of held jobs every lease/3 (auto_extend).
+ *   keeper    - extends the leases of held jobs every lease/3 (auto_extend);
+ *   acker     - acks, in batches, the jobs whose handlers succeeded, so a
+ *               handler takes its next job without waiting for the ack
+ *               (only without after_process hooks: see run_job).
  * A pull-mode worker has only the keeper; runq_worker_next() fetches on the
  * caller's thread. All worker state is guarded by `lock`. */
 #include "client.h"
@@ -49,11 +53,18 @@ struct runq_worker {
     job_list ready;        /* fetched, not yet started */
     job_list held;         /* running (push) or handed to the caller (pull) */
     int nrunning;
+    /* Push mode: jobs whose handler succeeded, waiting for the acker, and
+     * how many of those are queued or being acked. */
+    job_list acks;
+    int nacking;
+    uv_cond_t ack_wake;    /* wakes the acker: acks queued, or exit */
+    bool acker_exit;
     runq_worker_stats stats;
 
     rq_scheduler *scheduler; /* periodic jobs (runq_worker_schedule) */
     uv_thread_t fetcher, keeper;
-    bool have_fetcher, have_keeper;
+    bool have_fetcher, have_keeper, have_acker;
+    uv_thread_t acker;
     rq_pool pool;            /* handler threads (push mode) */
 };
 
@@ -167,6 +178,7 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
     uv_cond_init(&w->job_ready);
     uv_cond_init(&w->slot_free);
     uv_cond_init(&w->keeper_wake);
+    uv_cond_init(&w->ack_wake);
     *out = w;
     return 0;
 }
@@ -403,7 +415,21 @@ void runq_job_free(runq_job *job) {
 
 /* ---- push mode ---- */
 
-static void run_job(runq_worker *w, runq_job *job) {
+/* Whether any after_process hook is installed (hooks.c publishes nodes
+ * with release stores; read them the same way). */
+static bool have_after_process(runq_client *c) {
+    for (rq_hook *h = atomic_load_explicit(&c->hooks.head, memory_order_acquire); h;
+         h = atomic_load_explicit(&h->next, memory_order_acquire))
+        if (h->h.after_process) return true;
+    return false;
+}
+
+/* Runs the handler and settles the job, except a success that the acker can
+ * take: then returns true and the caller queues the job for it. The handler
+ * thread then takes its next job at once instead of waiting for the ack's
+ * round trip. Only without after_process hooks, because those run on the
+ * handler thread after the ack (runq.h); a timed-out job fails here. */
+static bool run_job(runq_worker *w, runq_job *job) {
     runq_task *t = runq_task_find(w->client, job->task);
     int rc;
     job->in_handler = true;
@@ -418,10 +444,79 @@ static void run_job(runq_worker *w, runq_job *job) {
         current_worker = NULL;
     }
     job->in_handler = false;
+    if (rc == 0 && w->have_acker && !have_after_process(w->client) && !job_timed_out(job))
+        return true;
     /* A settle that fails (lease lost, backend down) leaves the job to the
      * lease: it will be delivered again, which is what at-least-once means. */
     int settle_rc = rc == 0 ? job_do_ack(job) : job_do_fail(job, job->retry_delay_ms);
     rq_hooks_after_process(&w->client->hooks, job, settle_rc, false);
+    return false;
+}
+
+/* ---- the acker (push mode) ---- */
+
+enum { ACK_BATCH = 64 };
+
+/* Ack n jobs whose handlers succeeded with one backend call (one script
+ * call per queue on Redis), then settle them as job_do_ack would. A failed
+ * ack (ESTALE: the lease was lost) leaves the job to its lease, uncounted,
+ * as on the handler thread. Worker unlocked. */
+static void acks_send(runq_worker *w, runq_job **jobs, size_t n) {
+    rq_ack_item items[ACK_BATCH];
+    size_t at[ACK_BATCH];
+    int rcs[ACK_BATCH], results[ACK_BATCH];
+    uint8_t *wrapped[ACK_BATCH] = {0};
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        runq_job *job = jobs[i];
+        size_t wlen = 0;
+        rcs[i] = rq_payload_wrap(&wrapped[i], &wlen, job->result, job->result_len,
+                                 w->client->options.compress_threshold);
+        if (rcs[i]) continue;
+        items[k] = (rq_ack_item){job, wrapped[i] ? wrapped[i] : job->result,
+                                 wrapped[i] ? wlen : job->result_len,
+                                 w->client->options.result_ttl_ms};
+        at[k++] = i;
+    }
+    const rq_backend_ops *ops = w->backend->ops;
+    if (k && ops->ack_many) {
+        ops->ack_many(w->backend, items, results, k); /* a batch failure is in every result */
+    } else {
+        for (size_t i = 0; i < k; i++)
+            results[i] = ops->ack(w->backend, items[i].job, items[i].result, items[i].result_len,
+                                  items[i].result_ttl_ms);
+    }
+    for (size_t i = 0; i < k; i++) rcs[at[i]] = results[i];
+    for (size_t i = 0; i < n; i++) {
+        rq_free(wrapped[i]);
+        if (rcs[i] == 0) {
+            jobs[i]->state = RUNQ_STATE_DONE;
+            job_settled(jobs[i], false, false);
+        }
+        /* None were installed when the job was queued; one added since
+         * runs here, on the acker thread. */
+        rq_hooks_after_process(&w->client->hooks, jobs[i], rcs[i], false);
+        rq_job_destroy(jobs[i]);
+    }
+}
+
+static void acker_main(void *arg) {
+    runq_worker *w = arg;
+    current_worker = w; /* a hook calling runq_worker_stop here must not wait for itself */
+    uv_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->acks.count && !w->acker_exit) uv_cond_wait(&w->ack_wake, &w->lock);
+        if (!w->acks.count) break; /* exits only once drained */
+        runq_job *jobs[ACK_BATCH];
+        size_t n = 0;
+        while (n < ACK_BATCH && w->acks.count) jobs[n++] = list_pop(&w->acks);
+        uv_mutex_unlock(&w->lock);
+        acks_send(w, jobs, n);
+        uv_mutex_lock(&w->lock);
+        w->nacking -= (int)n;
+        if (w->stopping) uv_cond_broadcast(&w->slot_free);
+    }
+    uv_mutex_unlock(&w->lock);
 }
 
 static void handler_main(void *arg) {
@@ -438,17 +533,23 @@ static void handler_main(void *arg) {
         w->stats.running = w->nrunning;
         if (below_low_water(w)) uv_cond_signal(&w->slot_free);
         uv_mutex_unlock(&w->lock);
-        run_job(w, job);
+        bool deferred = run_job(w, job);
         uv_mutex_lock(&w->lock);
         list_remove(&w->held, job);
         w->nrunning--;
         w->stats.running = w->nrunning;
+        if (deferred) {
+            list_push(&w->acks, job); /* still leased: the keeper extends it */
+            w->nacking++;
+            uv_cond_signal(&w->ack_wake);
+            job = NULL;
+        }
         /* Only the fetcher waits for a slot, except while stop waits for
          * the last handlers. */
         if (w->stopping) uv_cond_broadcast(&w->slot_free);
         else if (below_low_water(w)) uv_cond_signal(&w->slot_free);
         uv_mutex_unlock(&w->lock);
-        rq_job_destroy(job);
+        rq_job_destroy(job); /* NULL when the acker has it */
         uv_mutex_lock(&w->lock);
     }
     uv_mutex_unlock(&w->lock);
@@ -462,15 +563,16 @@ static void keeper_main(void *arg) {
     uv_mutex_lock(&w->lock);
     while (!w->keeper_exit) {
         uv_cond_timedwait(&w->keeper_wake, &w->lock, period_ns);
-        if (w->keeper_exit || (w->held.count + w->ready.count) == 0) continue;
+        if (w->keeper_exit || (w->held.count + w->ready.count + w->acks.count) == 0) continue;
         /* The lists cannot change while we hold the lock, so the pointers
          * stay valid for the call; one extend covers every held job. */
-        size_t n = (size_t)(w->held.count + w->ready.count), k = 0;
+        size_t n = (size_t)(w->held.count + w->ready.count + w->acks.count), k = 0;
         runq_job **jobs = rq_calloc(n, sizeof *jobs);
         int *results = rq_calloc(n, sizeof *results);
         if (jobs && results) {
             for (runq_job *j = w->held.head; j; j = j->next) if (!j->settled) jobs[k++] = j;
             for (runq_job *j = w->ready.head; j; j = j->next) jobs[k++] = j;
+            for (runq_job *j = w->acks.head; j; j = j->next) jobs[k++] = j;
             if (k && w->backend->ops->extend(w->backend, jobs, results, k, w->lease_ms) == 0)
                 for (size_t i = 0; i < k; i++)
                     if (results[i] == RUNQ_ESTALE) atomic_store(&jobs[i]->cancel, true);
@@ -501,6 +603,9 @@ int runq_worker_start(runq_worker *w) {
     w->started = true;
     rc = start_keeper(w);
     if (!rc) rc = rq_scheduler_start(w->scheduler);
+    /* Before the handlers start, which read have_acker. Without it, each
+     * handler acks itself. */
+    if (!rc && uv_thread_create(&w->acker, acker_main, w) == 0) w->have_acker = true;
     if (!rc) {
         uv_mutex_lock(&w->lock);
         int n = rq_pool_grow(&w->pool, w->min_threads);
@@ -615,6 +720,11 @@ int runq_worker_stop(runq_worker *w, int64_t grace_ms) {
     if (w->nrunning > 0) {
         for (runq_job *j = w->held.head; j; j = j->next) atomic_store(&j->cancel, true);
         rc = rq_error(RUNQ_ETIMEOUT, "%d handlers still running after the grace period", w->nrunning);
+    } else {
+        /* Finished handlers' acks in flight: stop returns with every
+         * finished job settled, as when handlers acked themselves. Each
+         * ack ends within the backend's timeout. */
+        while (w->nacking > 0) uv_cond_wait(&w->slot_free, &w->lock);
     }
     uv_mutex_unlock(&w->lock);
     return rc;
@@ -642,6 +752,11 @@ void runq_worker_free(runq_worker *w) {
     runq_worker_stop(w, 0);
     rq_pool_join_all(&w->pool); /* the fetcher, the only one to grow it, is gone */
     uv_mutex_lock(&w->lock);
+    w->acker_exit = true; /* no handler is left to queue an ack; it drains first */
+    uv_cond_signal(&w->ack_wake);
+    uv_mutex_unlock(&w->lock);
+    if (w->have_acker) uv_thread_join(&w->acker);
+    uv_mutex_lock(&w->lock);
     w->keeper_exit = true;
     uv_cond_signal(&w->keeper_wake);
     uv_mutex_unlock(&w->lock);
@@ -652,6 +767,7 @@ void runq_worker_free(runq_worker *w) {
     uv_cond_destroy(&w->job_ready);
     uv_cond_destroy(&w->slot_free);
     uv_cond_destroy(&w->keeper_wake);
+    uv_cond_destroy(&w->ack_wake);
     uv_mutex_destroy(&w->lock);
     worker_free_config(w);
     rq_free(w);

@@ -988,6 +988,54 @@ TEST(stop_while_the_pool_grows_or_shrinks_loses_no_job) {
     runq_client_close(c);
 }
 
+/* ---- push-mode acks ---- */
+
+/* The first delivery outlives its lease (no auto_extend), so the job is
+ * delivered again while it runs; the second delivery returns at once. */
+static atomic_int outlive_runs;
+static int outlive_lease_handler(runq_job *job, void *ud) {
+    (void)job;
+    (void)ud;
+    if (atomic_fetch_add(&outlive_runs, 1) == 0) {
+        while (atomic_load(&outlive_runs) < 2) t_sleep_ms(5);
+        t_sleep_ms(50);
+    }
+    return 0;
+}
+
+/* A push handler's ack (sent by the worker's acker when no after_process
+ * hook is installed) that the backend refuses because the lease was lost
+ * is not counted: stats count only the delivery whose ack held. */
+TEST(push_ack_after_a_lost_lease_is_not_counted) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = outlive_lease_handler;
+    ASSERT_OK(runq_task_register(NULL, c, "outlive", &to));
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "outlive", 1, NULL);
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.concurrency = 2;
+    wo.lease_ms = 200;
+    wo.auto_extend = 0;
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    ASSERT_OK(runq_worker_start(w));
+    WAIT_UNTIL(atomic_load(&outlive_runs) >= 2);
+    ASSERT_OK(runq_worker_stop(w, 20000)); /* both handlers and their acks are done */
+    runq_worker_stats s;
+    runq_worker_stats_get(&s, w);
+    ASSERT_EQ(s.processed, 1);
+    ASSERT_EQ(s.failed, 0);
+    ASSERT_EQ(s.running, 0);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+    runq_job_free(snap);
+    runq_worker_free(w);
+    ASSERT_EQ(atomic_load(&outlive_runs), 2);
+    runq_client_close(c);
+}
+
 /* ---- bad input ---- */
 
 TEST(bad_input_gets_clear_errors) {
