@@ -646,8 +646,11 @@ static int mem_ack_many(runq_backend *b, const rq_ack_item *items, int *results,
     return 0;
 }
 
-static int mem_fail(runq_backend *b, const runq_job *job, const char *error, int64_t delay_ms,
-                    bool *dead) {
+/* A failed attempt: retried after delay_ms while attempts are left, else
+ * dead. With bury_reason the job is dead at once, with that reason (the
+ * engine could not read it, so retrying cannot help). */
+static int fail_or_bury(runq_backend *b, const runq_job *job, const char *error,
+                        int64_t delay_ms, const char *bury_reason, bool *dead) {
     mstore *s = STORE(b);
     mqueue *q;
     int rc = 0;
@@ -657,15 +660,15 @@ static int mem_fail(runq_backend *b, const runq_job *job, const char *error, int
     if (!r) rc = RUNQ_ESTALE;
     else {
         mlist_remove(&q->active, r);
-        rq_job_set_str(&r->job->error, error);
+        if (!bury_reason) rq_job_set_str(&r->job->error, error);
         r->job->lease_token = 0;
         gate_finished(q, true, rq_now_ms());
-        if (r->job->attempt <= r->job->max_retries) {
+        if (!bury_reason && r->job->attempt <= r->job->max_retries) {
             r->job->eta_ms = rq_now_ms() + delay_ms;
             r->job->state = RUNQ_STATE_SCHEDULED;
             rq_heap_push(&q->scheduled, r);
         } else {
-            to_dead(q, r, NULL);
+            to_dead(q, r, bury_reason);
             *dead = true;
         }
         uv_cond_broadcast(&s->changed);
@@ -674,24 +677,14 @@ static int mem_fail(runq_backend *b, const runq_job *job, const char *error, int
     return rc;
 }
 
-/* Dead-letter a leased job the engine cannot read (the same steps as a
- * failure with no attempts left). */
+static int mem_fail(runq_backend *b, const runq_job *job, const char *error, int64_t delay_ms,
+                    bool *dead) {
+    return fail_or_bury(b, job, error, delay_ms, NULL, dead);
+}
+
 static int mem_bury(runq_backend *b, const runq_job *job, const char *reason) {
-    mstore *s = STORE(b);
-    mqueue *q;
-    int rc = 0;
-    uv_mutex_lock(&s->lock);
-    mrec *r = leased(s, job, &q);
-    if (!r) rc = RUNQ_ESTALE;
-    else {
-        mlist_remove(&q->active, r);
-        r->job->lease_token = 0;
-        gate_finished(q, true, rq_now_ms());
-        to_dead(q, r, reason);
-        uv_cond_broadcast(&s->changed);
-    }
-    uv_mutex_unlock(&s->lock);
-    return rc;
+    bool dead;
+    return fail_or_bury(b, job, NULL, 0, reason, &dead);
 }
 
 static int mem_release(runq_backend *b, const runq_job *job) {
