@@ -96,7 +96,10 @@ end
 local function command(args)
   local out = { "*", #args, "\r\n" }
   for i = 1, #args do
-    local a = tostring(args[i])
+    -- Integers as plain decimals: the scripts store them as sent, and
+    -- LuaJIT's tostring switches to exponent form past 14 digits.
+    local a = args[i]
+    if type(a) == "number" and a == floor(a) then a = format("%d", a) else a = tostring(a) end
     out[#out + 1] = "$"
     out[#out + 1] = #a
     out[#out + 1] = "\r\n"

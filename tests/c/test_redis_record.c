@@ -83,4 +83,34 @@ TEST(a_present_optional_field_that_is_not_a_number_is_dead_lettered) {
     runq_client_close(c);
 }
 
+/* The C client stores rate_burst resolved, but another writer may store 0
+ * (runq.h: automatic). fetch.lua must read it as rate_limit / 20, not as a
+ * negative allowance that never leases. At 40 per hour nothing more comes
+ * during the test: exactly the burst (2) is leased. */
+TEST(a_stored_rate_burst_of_zero_is_automatic) {
+    runq_client *c = t_client();
+    redisContext *r = t_redis_connect(t_redis_port());
+    runq_queue_options qo = RUNQ_QUEUE_OPTIONS_INIT;
+    qo.rate_limit = 40;
+    qo.rate_period_ms = 3600 * 1000;
+    ASSERT_OK(runq_queue_configure(c, "rb0", &qo));
+    freeReplyObject(t_cmd(r, "HSET {runq:rb0}:config rate_burst 0"));
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "rb0";
+    char id[RUNQ_ID_SIZE];
+    for (int i = 0; i < 4; i++) t_enqueue(c, id, "t", i, &o);
+    runq_worker *w = t_pull_worker(c, "rb0", 30000, 1);
+    runq_job *jobs[4];
+    int got = 0;
+    while (got < 4 && runq_worker_next(w, &jobs[got], 300) == 0) got++;
+    ASSERT_EQ(got, 2);
+    for (int i = 0; i < got; i++) {
+        ASSERT_OK(runq_job_ack(jobs[i], NULL, 0));
+        runq_job_free(jobs[i]);
+    }
+    runq_worker_free(w);
+    redisFree(r);
+    runq_client_close(c);
+}
+
 TEST_MAIN()

@@ -94,6 +94,25 @@ describe("runq.resty (" .. h.url .. ")", function()
     assert(p:enqueue(task, { 2 }, { queue = q, once_in = 1000000 }))
   end)
 
+  it("never holds a unique key forever when unique_ttl is 0", function()
+    local _, q = h.fresh()
+    local p = assert(resty.new(h.url))
+    local key = h.name("k")
+    assert(p:enqueue("t", { 1 }, { queue = q, unique_key = key, unique_ttl = 0 }))
+    local pttl = tonumber(redis_cli("PTTL", "{runq:" .. q .. "}:unique:" .. key))
+    assert.is_true(pttl > 0 and pttl <= 24 * 3600 * 1000, "PTTL " .. tostring(pttl))
+  end)
+
+  it("sends large integers as plain decimals", function()
+    local _, q = h.fresh()
+    local p = assert(resty.new(h.url))
+    -- 10^15 ms: LuaJIT's tostring gives "1e+15", stored as sent, which the
+    -- C reader would take for a corrupt field.
+    local id = assert(p:enqueue("t", { 1 }, { queue = q, timeout = 1e12 }))
+    assert.are.equal("1000000000000000\n",
+                     redis_cli("HGET", "{runq:" .. q .. "}:job:" .. id, "timeout"))
+  end)
+
   it("reports durability when replicas do not confirm", function()
     local app, q = h.fresh()
     local p = assert(resty.new(h.url))

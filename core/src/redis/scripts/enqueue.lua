@@ -71,7 +71,12 @@ for i = 1, n do
     if ukey ~= '' then
       local uttl = ARGV[a + 13]
       if tonumber(uttl) > 0 then redis.call('SET', kuniq, id, 'PX', uttl)
-      else redis.call('SET', kuniq, id) end
+      elseif ARGV[a + 17] == '1' then redis.call('SET', kuniq, id) -- held until done or dead
+      else
+        -- No TTL and not until-done: the 24 h default of runq.h, so that a
+        -- producer sending 0 cannot block the key forever.
+        redis.call('SET', kuniq, id, 'PX', 86400000)
+      end
     end
 
     local prio_s = ARGV[a + 6]

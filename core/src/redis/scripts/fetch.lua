@@ -198,7 +198,11 @@ local allow, gate_due = max, 0
 local emission, tau, tat = 0, 0, 0
 if rate > 0 then
   emission = math.ceil((tonumber(gcfg[2]) or 1000) * 1000 / rate)
-  tau = ((tonumber(gcfg[3]) or 1) - 1) * emission
+  -- rate_burst 0 (or absent) is automatic, rate_limit / 20, as in runq.h;
+  -- the C client stores it resolved, other writers may not.
+  local burst = tonumber(gcfg[3]) or 0
+  if burst < 1 then burst = math.max(1, math.floor(rate / 20)) end
+  tau = (burst - 1) * emission
   tat = math.max(tonumber(gst[5]) or 0, now_us)
 end
 local probe = gst[4] or ''
