@@ -14,8 +14,10 @@
  *   acker     - acks, in batches, the jobs whose handlers succeeded, so a
  *               handler takes its next job without waiting for the ack
  *               (only without after_process hooks: see run_job).
- * A pull-mode worker has only the keeper; runq_worker_next() fetches on the
- * caller's thread. All worker state is guarded by `lock`. */
+ * A pull-mode worker has the keeper and, with auto_extend, the same fetcher:
+ * it keeps a prefetch of ready jobs that runq_worker_next() takes without a
+ * round trip (without auto_extend nothing would keep their leases, so next()
+ * fetches on the caller's thread). All worker state is guarded by `lock`. */
 #include "client.h"
 #include "compress.h"
 #include "periodic.h"
@@ -59,6 +61,11 @@ struct runq_worker {
     int nacking;
     uv_cond_t ack_wake;    /* wakes the acker: acks queued, or exit */
     bool acker_exit;
+    /* Pull mode with a fetcher: its last fetch error, handed to the next
+     * runq_worker_next() that finds nothing ready (0: none). */
+    int fetch_rc;
+    char fetch_err[256];
+    bool pull_fetcher;     /* pull mode: the fetcher runs (set once, under lock) */
     runq_worker_stats stats;
 
     rq_scheduler *scheduler; /* periodic jobs (runq_worker_schedule) */
@@ -235,8 +242,8 @@ static void worker_backoff(runq_worker *w, int64_t ms) {
     uv_mutex_unlock(&w->lock);
 }
 
-/* Prefetch (push mode): beyond the jobs its threads can take, the worker
- * keeps up to one job per thread ready, and the fetcher refills only when
+/* Prefetch: beyond the jobs its threads can take (push) or its caller may
+ * hold (pull: `concurrency`), the worker keeps up to one job per slot ready, and the fetcher refills only when
  * fewer than half of those are left. One fetch then brings about half the
  * concurrency instead of the one or two jobs a single finished handler
  * frees, so the fixed cost of a fetch is shared by many jobs, and no
@@ -245,8 +252,14 @@ static void worker_backoff(runq_worker *w, int64_t ms) {
  * Without auto_extend nothing would keep their leases, so there is no
  * prefetch and the fetcher asks for free slots only, as soon as one frees.
  * Lock held. */
+static int worker_slots(const runq_worker *w) {
+    if (w->mode == RUNQ_WORKER_PULL) return w->concurrency;
+    return w->pool.threads;
+}
+
 static int prefetch_depth(const runq_worker *w) {
-    return w->auto_extend ? (w->pool.threads > 0 ? w->pool.threads : 1) : 0;
+    int slots = worker_slots(w);
+    return w->auto_extend ? (slots > 0 ? slots : 1) : 0;
 }
 
 static bool below_low_water(const runq_worker *w) {
@@ -262,8 +275,9 @@ static void fetcher_main(void *arg) {
         /* With autoscaling, ask for up to headroom jobs more than the
          * threads can take now: if the backend has them, that is a backlog
          * and the pool grows to run them (below). */
-        int free_slots = w->pool.threads + rq_pool_headroom(&w->pool) + prefetch_depth(w) -
-                         w->ready.count - w->nrunning;
+        int busy = w->mode == RUNQ_WORKER_PULL ? w->held.count : w->nrunning;
+        int free_slots = worker_slots(w) + rq_pool_headroom(&w->pool) + prefetch_depth(w) -
+                         w->ready.count - busy;
         if (free_slots <= 0 || !below_low_water(w)) {
             uv_cond_wait(&w->slot_free, &w->lock);
             continue;
@@ -274,6 +288,14 @@ static void fetcher_main(void *arg) {
         /* Blocks in the backend until work is due; stop interrupts it. The
          * bound only limits how long a lost wake-up could cost. */
         int rc = worker_fetch(w, (size_t)free_slots, 5000, &jobs, &n);
+        if (rc && rc != RUNQ_ETIMEOUT && w->mode == RUNQ_WORKER_PULL) {
+            /* A pull caller sees the error, as when it fetched itself. */
+            uv_mutex_lock(&w->lock);
+            w->fetch_rc = rc;
+            snprintf(w->fetch_err, sizeof w->fetch_err, "%s", runq_error_last());
+            uv_cond_broadcast(&w->job_ready);
+            uv_mutex_unlock(&w->lock);
+        }
         if (rc && rc != RUNQ_ETIMEOUT) worker_backoff(w, 200);
         uv_mutex_lock(&w->lock);
         for (size_t i = 0; i < n; i++) list_push(&w->ready, jobs[i]);
@@ -287,7 +309,8 @@ static void fetcher_main(void *arg) {
          * threads there are, their leases kept by the keeper. */
         if (surplus > 0 && !w->stopping) rq_pool_grow(&w->pool, surplus);
         /* One idle handler per job: a handler that finds the list empty
-         * again waits again, and a busy one takes the next job itself. */
+         * again waits again, and a busy one takes the next job itself. Pull
+         * callers are no pool threads (idle 0): all of them are woken. */
         if ((int)n >= w->pool.idle) uv_cond_broadcast(&w->job_ready);
         else
             for (size_t i = 0; i < n; i++) uv_cond_signal(&w->job_ready);
@@ -625,6 +648,36 @@ int runq_worker_start(runq_worker *w) {
 
 /* ---- pull mode ---- */
 
+/* With a fetcher: take a prefetched job, or wait up to timeout_ms (-1:
+ * until stopped) for the fetcher to bring one. A job taken below the
+ * low-water mark wakes the fetcher to refill in the background. Timeout 0
+ * with nothing ready returns ETIMEOUT with *job NULL and the caller polls
+ * the backend itself (the fetcher may be blocked in a long fetch). Lock
+ * held. */
+static int pull_take_ready(runq_worker *w, runq_job **job, int timeout_ms) {
+    int64_t until = timeout_ms > 0 ? rq_mono_ms() + timeout_ms : 0;
+    for (;;) {
+        if (w->stopping) return rq_error(RUNQ_ECLOSED, "worker is stopped");
+        if ((*job = list_pop(&w->ready))) {
+            if (below_low_water(w)) uv_cond_signal(&w->slot_free);
+            return 0;
+        }
+        if (w->fetch_rc) {
+            int rc = w->fetch_rc;
+            w->fetch_rc = 0;
+            return rq_error(rc, "%s", w->fetch_err);
+        }
+        if (timeout_ms == 0) return RUNQ_ETIMEOUT;
+        if (timeout_ms < 0) {
+            uv_cond_wait(&w->job_ready, &w->lock);
+            continue;
+        }
+        int64_t left = until - rq_mono_ms();
+        if (left <= 0) return rq_error(RUNQ_ETIMEOUT, "no job within %d ms", timeout_ms);
+        uv_cond_timedwait(&w->job_ready, &w->lock, (uint64_t)left * 1000000);
+    }
+}
+
 int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
     rq_error_clear();
     if (!w || !out) return rq_error(RUNQ_EINVAL, "worker or out is NULL");
@@ -640,12 +693,34 @@ int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
         w->started = true;
         rc = start_keeper(w);
         if (!rc) rc = rq_scheduler_start(w->scheduler);
+    } else if (!w->pull_fetcher && prefetch_depth(w) > 0) {
+        /* The prefetch needs auto_extend, as in push mode. It starts with
+         * the second call: the first fetches on the caller's thread, so
+         * that jobs already waiting are the caller's even with timeout 0
+         * (a fetcher started now would race it for them). */
+        if (uv_thread_create(&w->fetcher, fetcher_main, w) != 0)
+            rc = rq_error(RUNQ_ENOMEM, "cannot start the fetcher thread");
+        else
+            w->have_fetcher = w->pull_fetcher = true;
     }
-    runq_job *job = rc ? NULL : list_pop(&w->ready);
-    int room = w->concurrency - w->held.count - w->ready.count;
+    bool fetcher = w->pull_fetcher;
+    runq_job *job = NULL;
+    bool poll = false;
+    if (!rc && fetcher) {
+        rc = pull_take_ready(w, &job, timeout_ms);
+        poll = rc == RUNQ_ETIMEOUT && timeout_ms == 0;
+        if (poll) rc = 0;
+        /* Held before the lock drops, so the fetcher never counts it as a
+         * free slot. */
+        if (job) list_push(&w->held, job);
+    } else if (!rc) {
+        job = list_pop(&w->ready);
+    }
+    int room = fetcher ? 1 : w->concurrency - w->held.count - w->ready.count;
     uv_mutex_unlock(&w->lock);
     if (rc) return rc;
-    if (!job) {
+    bool prefetched = job != NULL && fetcher;
+    if (!job && (poll || !fetcher)) {
         /* Take what fits in one round trip; extras wait in `ready`, their
          * leases kept alive by the keeper, and go back to pending on stop. */
         runq_job **jobs = NULL;
@@ -677,9 +752,11 @@ int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
         }
     }
     job->started_mono_ms = rq_mono_ms(); /* the caller's handler starts now */
-    uv_mutex_lock(&w->lock);
-    list_push(&w->held, job);
-    uv_mutex_unlock(&w->lock);
+    if (!prefetched) {
+        uv_mutex_lock(&w->lock);
+        list_push(&w->held, job);
+        uv_mutex_unlock(&w->lock);
+    }
     rq_hooks_before_process(&w->client->hooks, job); /* on the caller's thread */
     *out = job;
     return 0;

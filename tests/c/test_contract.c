@@ -564,6 +564,55 @@ TEST(auto_extend_keeps_a_long_job_leased) {
     runq_client_close(c);
 }
 
+/* Pull mode with auto_extend prefetches: the jobs it holds ready are
+ * leased and kept leased (another worker gets none of them), each reaches
+ * the caller once and acks, and stop returns the unstarted ones to pending
+ * at once; next() after stop is ECLOSED. */
+TEST(pull_prefetch_keeps_ready_jobs_leased_and_stop_releases_them) {
+    runq_client *c = t_client();
+    char ids[6][RUNQ_ID_SIZE];
+    for (int i = 0; i < 6; i++) t_enqueue(c, ids[i], "t", i, NULL);
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    static const char *qs[] = {"default"};
+    wo.queues = qs;
+    wo.nqueues = 1;
+    wo.mode = RUNQ_WORKER_PULL;
+    wo.concurrency = 3; /* up to 3 held + 3 ready: all 6 */
+    wo.lease_ms = 300;
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    runq_job *job = NULL;
+    runq_queue_stats st;
+    runq_worker *b = t_pull_worker(c, "default", 300, 0);
+    runq_job *other = NULL;
+    for (int i = 0; i < 3; i++) {
+        ASSERT_OK(runq_worker_next(w, &job, 5000));
+        ASSERT_STR(runq_job_id(job), ids[i]); /* in order, each once */
+        ASSERT_EQ(runq_job_attempt(job), 1);
+        if (i == 1) {
+            /* The fetcher (from the second call on) leases the rest; three
+             * lease lengths pass, the keeper extends the ready jobs too. */
+            WAIT_UNTIL(runq_queue_stats_get(&st, c, "default") == 0 && st.pending == 0);
+            ASSERT_EQ(runq_worker_next(b, &other, 1000), RUNQ_ETIMEOUT);
+        }
+        ASSERT_OK(runq_job_ack(job, NULL, 0)); /* not stale */
+        runq_job_free(job);
+    }
+    ASSERT_OK(runq_worker_stop(w, 0));
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.active, 0);
+    ASSERT_EQ(st.pending, 3); /* the unstarted ones, back at once */
+    ASSERT_EQ(runq_worker_next(w, &job, 1000), RUNQ_ECLOSED);
+    ASSERT_OK(runq_worker_next(b, &other, 1000));
+    ASSERT_STR(runq_job_id(other), ids[3]);
+    ASSERT_EQ(runq_job_attempt(other), 1); /* the release is not counted */
+    ASSERT_OK(runq_job_ack(other, NULL, 0));
+    runq_job_free(other);
+    runq_worker_free(w);
+    runq_worker_free(b);
+    runq_client_close(c);
+}
+
 TEST(freeing_an_unsettled_pulled_job_releases_it) {
     runq_client *c = t_client();
     char id[RUNQ_ID_SIZE];
