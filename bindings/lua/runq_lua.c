@@ -760,6 +760,151 @@ static int c_enqueue(lua_State *L)
     return 1;
 }
 
+/* Per-item storage of client:enqueue_many (freed together). */
+typedef struct {
+    runq_enqueue_item *items;
+    runq_enqueue_options *opts;
+    rq_buf *bufs;
+    runq_meta_entry **metas;
+    size_t n;
+} batch_mem;
+
+static void batch_free(batch_mem *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->bufs != NULL)
+            rq_buf_free(&m->bufs[i]);
+        if (m->metas != NULL)
+            free(m->metas[i]);
+    }
+    free(m->items);
+    free(m->opts);
+    free(m->bufs);
+    free(m->metas);
+}
+
+/* Read item i ({task, args, opts}, at the stack top) into m. The strings it
+ * points to stay referenced by the items table (argument 2). */
+static int read_batch_item(lua_State *L, batch_mem *m, size_t i, char err[RQ_ERR_SIZE])
+{
+    int it = lua_gettop(L);
+    if (!lua_istable(L, it)) {
+        snprintf(err, RQ_ERR_SIZE, "item %zu must be a table {task, args, opts}", i + 1);
+        return -1;
+    }
+    lua_rawgeti(L, it, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        snprintf(err, RQ_ERR_SIZE, "item %zu: task name must be a string", i + 1);
+        return -1;
+    }
+    m->items[i].task = lua_tostring(L, -1);
+    lua_rawgeti(L, it, 2);
+    char detail[RQ_ERR_SIZE];
+    if (!lua_isnil(L, -1) && !lua_istable(L, -1)) {
+        snprintf(err, RQ_ERR_SIZE, "item %zu: args must be a table (got %s)", i + 1,
+                 luaL_typename(L, -1));
+        return -1;
+    }
+    if (rq_mp_encode_args(L, lua_gettop(L), &m->bufs[i], detail) != 0) {
+        snprintf(err, RQ_ERR_SIZE, "item %zu: %.200s", i + 1, detail);
+        return -1;
+    }
+    lua_rawgeti(L, it, 3);
+    int o = lua_gettop(L);
+    if (lua_isnil(L, o))
+        o = 0;
+    else if (!lua_istable(L, o)) {
+        snprintf(err, RQ_ERR_SIZE, "item %zu: enqueue options must be a table", i + 1);
+        return -1;
+    }
+    runq_enqueue_options *e = &m->opts[i];
+    *e = (runq_enqueue_options)RUNQ_ENQUEUE_OPTIONS_INIT;
+    int64_t once_ms = 0;
+    if (read_enqueue_opts(L, o, e, &once_ms, detail) != 0 ||
+        read_meta(L, o, e, &m->metas[i], detail) != 0) {
+        snprintf(err, RQ_ERR_SIZE, "item %zu: %.200s", i + 1, detail);
+        return -1;
+    }
+    e->once_in_ms = once_ms;
+    m->items[i].args = m->bufs[i].p;
+    m->items[i].args_len = m->bufs[i].len;
+    m->items[i].opts = e;
+    return 0;
+}
+
+/* client:enqueue_many({ {task, args, opts}, ... }) -> ids, errs, codes |
+ * nil, err, code. One round trip for the batch (runq_enqueue_many). ids[i]
+ * is the new job's id, or false when item i failed; then errs[i] and
+ * codes[i] say why (EDUPLICATE: errs[i] names the job holding the key).
+ * errs and codes are nil when every item was enqueued. A malformed item
+ * (not a table, bad task, args or option) fails the whole call with nil,
+ * err, "EINVAL" and nothing is enqueued. */
+static int c_enqueue_many(lua_State *L)
+{
+    cl_box *b = check_client(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n = (size_t)lua_rawlen(L, 2);
+    if (n > 100000)
+        return push_msg_error(L, "enqueue_many takes at most 100000 items", "EINVAL");
+    batch_mem m = { 0 };
+    size_t cap = n ? n : 1;
+    m.items = calloc(cap, sizeof *m.items);
+    m.opts = calloc(cap, sizeof *m.opts);
+    m.bufs = calloc(cap, sizeof *m.bufs);
+    m.metas = calloc(cap, sizeof *m.metas);
+    if (m.items == NULL || m.opts == NULL || m.bufs == NULL || m.metas == NULL) {
+        batch_free(&m);
+        return push_msg_error(L, "out of memory", "ENOMEM");
+    }
+    char err[RQ_ERR_SIZE];
+    int base = lua_gettop(L);
+    for (size_t i = 0; i < n; i++, m.n++) {
+        lua_rawgeti(L, 2, (lua_Integer)(i + 1));
+        int bad = read_batch_item(L, &m, i, err);
+        lua_settop(L, base);
+        if (bad) {
+            m.n++;
+            batch_free(&m);
+            return push_msg_error(L, err, "EINVAL");
+        }
+    }
+    int rc = 0;
+    if (n > 0) {
+        HOOKS_ON(L, b);
+        rc = runq_enqueue_many(b->c, m.items, n);
+        HOOKS_OFF();
+    }
+    lua_createtable(L, (int)n, 0);
+    int ids = lua_gettop(L);
+    for (size_t i = 0; i < n; i++) {
+        if (m.items[i].result == 0)
+            lua_pushstring(L, m.items[i].id);
+        else
+            lua_pushboolean(L, 0);
+        lua_rawseti(L, ids, (lua_Integer)(i + 1));
+    }
+    if (rc == 0) {
+        batch_free(&m);
+        return 1;
+    }
+    lua_newtable(L);
+    lua_newtable(L);
+    for (size_t i = 0; i < n; i++) {
+        int r = m.items[i].result;
+        if (r == 0)
+            continue;
+        if (r == RUNQ_EDUPLICATE && m.items[i].id[0] != '\0')
+            lua_pushfstring(L, "%s: job %s holds the unique key", runq_strerror(r), m.items[i].id);
+        else
+            lua_pushstring(L, runq_strerror(r));
+        lua_rawseti(L, ids + 1, (lua_Integer)(i + 1));
+        lua_pushstring(L, code_name(r));
+        lua_rawseti(L, ids + 2, (lua_Integer)(i + 1));
+    }
+    batch_free(&m);
+    return 3;
+}
+
 static const char *state_name(runq_job_state s)
 {
     switch (s) {
@@ -1434,7 +1579,7 @@ int luaopen_runq_core(lua_State *L)
 {
     static const luaL_Reg client_m[] = {
         { "close", c_close }, { "backend", c_backend }, { "task", c_task },
-        { "enqueue", c_enqueue }, { "get", c_get }, { "wait", c_wait },
+        { "enqueue", c_enqueue }, { "enqueue_many", c_enqueue_many }, { "get", c_get }, { "wait", c_wait },
         { "stats", c_stats }, { "dead", c_dead }, { "retry_dead", c_retry_dead },
         { "configure", c_configure }, { "worker", c_worker },
         { "pause", c_pause }, { "resume", c_resume }, { "hook", c_hook }, { NULL, NULL }

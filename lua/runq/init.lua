@@ -77,6 +77,19 @@ function App:enqueue(name, args, opts)
   return self.client:enqueue(name, args, opts)
 end
 
+-- app:enqueue_many({ {name, args, opts}, ... }) -> ids[, errs, codes] |
+-- nil, err, code. One round trip for the whole batch. ids[i] is item i's
+-- job id, or false when it was refused: errs[i] and codes[i] then say why
+-- (e.g. "EDUPLICATE", "EFULL"); errs and codes are nil when every item was
+-- enqueued. A malformed item fails the call (nil, err, "EINVAL") before
+-- anything is enqueued. Items take the same args and opts as app:enqueue.
+function App:enqueue_many(items)
+  if type(items) ~= "table" then
+    return nil, "enqueue_many takes a table of {task, args, opts} items", "EINVAL"
+  end
+  return self.client:enqueue_many(items)
+end
+
 -- Hooks: app:on_enqueue(fn(job)) runs before each job is stored and may add
 -- metadata with job:set_meta(key, value) (an error refuses the job: enqueue
 -- returns nil, err); app:before_process(fn(job)) runs before a handler;
