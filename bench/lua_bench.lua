@@ -3,7 +3,9 @@
 --   lua_bench.lua URL N [all|produce|consume] [concurrency]
 --
 -- all:      enqueue N jobs one at a time (timed), then drain them with a
---           pull-mode worker and a no-op handler (timed)
+--           pull-mode worker and a no-op handler (timed); then, where the
+--           binding has app:enqueue_many, enqueue N more in batches of 100
+--           (timed) and drain them (not timed)
 -- produce:  enqueue N jobs (the producer half of an end-to-end run)
 -- consume:  handle N jobs as they come; the clock starts at the first job
 -- Prints "RESULT <name> <value> jobs/s" lines.
@@ -88,12 +90,30 @@ local function consume(count, clock_at_first)
   return done, dt
 end
 
+local function produce_many(count)
+  local batch = {}
+  for i = 1, count do
+    batch[#batch + 1] = { "bench.noop", { i }, { queue = queue } }
+    if #batch == 100 or i == count then
+      local ids, errs = app:enqueue_many(batch)
+      if not ids or errs then error("enqueue_many: " .. tostring(errs)) end
+      batch = {}
+    end
+  end
+end
+
 if mode == "all" then
   local t0 = now()
   produce(n)
   result("enqueue", n / (now() - t0))
   local done, dt = consume(n, false)
   result("process", done / dt)
+  if app.enqueue_many then
+    t0 = now()
+    produce_many(n)
+    result("enqueue_many100", n / (now() - t0))
+    consume(n, false)
+  end
 elseif mode == "produce" then
   produce(n)
 elseif mode == "consume" then
