@@ -1175,6 +1175,12 @@ static int c_worker(lua_State *L)
         if (!lua_isnil(L, -1))
             w.auto_extend = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        /* Acks queued to an engine thread: run_once returns "done" without
+         * waiting, a lost lease shows only in stats (docs/lua.md). */
+        lua_getfield(L, o, "async_ack");
+        if (!lua_isnil(L, -1))
+            w.async_ack = lua_toboolean(L, -1);
+        lua_pop(L, 1);
     }
 
     wk_box *wb = calloc(1, sizeof *wb);

@@ -439,7 +439,8 @@ RUNQ_EXTERN int runq_job_cancelled(const runq_job *job);
 
 /* Pull mode: settle a job returned by runq_worker_next(). After ack or fail
  * the job must still be freed with runq_job_free(). RUNQ_ESTALE when the
- * lease was lost (the job was or will be delivered again). */
+ * lease was lost (the job was or will be delivered again); a worker with
+ * async_ack queues the ack and returns 0 (runq_worker_options). */
 RUNQ_EXTERN int runq_job_ack(runq_job *job, const void *result, size_t len);
 /* retry_delay_ms < 0: the task's backoff. */
 RUNQ_EXTERN int runq_job_fail(runq_job *job, const char *message,
@@ -550,12 +551,21 @@ typedef struct runq_worker_options {
     int min_concurrency;
     int max_concurrency;
     int64_t idle_timeout_ms;     /* autoscaling only; > 0 */
+    /* Version 3. Pull mode: nonzero makes runq_job_ack asynchronous while
+     * the client has no after_process hook: the ack is queued to a worker
+     * thread that sends acks in batches, and runq_job_ack returns 0 at once.
+     * Its outcome goes to runq_worker_stats only (processed; an ack refused
+     * because the lease was lost is not counted, and the job is delivered
+     * again). After such an ack the job may only be freed. runq_worker_stop
+     * waits for queued acks. Push mode ignores it. */
+    int async_ack;
 } runq_worker_options;
 
-/* Version 1 callers (no autoscaling fields) are still accepted. */
-#define RUNQ_WORKER_OPTIONS_VERSION 2
+/* Version 1 and 2 callers (no autoscaling fields, no async_ack) are still
+ * accepted. */
+#define RUNQ_WORKER_OPTIONS_VERSION 3
 #define RUNQ_WORKER_OPTIONS_INIT \
-    { RUNQ_WORKER_OPTIONS_VERSION, NULL, 0, NULL, 4, RUNQ_WORKER_PUSH, 30000, 1, 0, 0, 10000 }
+    { RUNQ_WORKER_OPTIONS_VERSION, NULL, 0, NULL, 4, RUNQ_WORKER_PUSH, 30000, 1, 0, 0, 10000, 0 }
 
 /* Create a worker on the client; *out is owned by the caller and freed with
  * runq_worker_free(). Nothing is fetched before start (push) or next (pull). */

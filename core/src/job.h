@@ -61,6 +61,10 @@ struct runq_job {
     int64_t started_mono_ms;     /* when the handler started */
     bool in_handler;             /* owned by the engine during a handler call */
     bool settled;                /* acked, failed or released */
+    /* Pull mode with async_ack: runq_job_ack queued it to the acker, which
+     * and runq_job_free both must be done with it before it is destroyed
+     * (both flags under the worker's lock). */
+    bool ack_queued, ack_done, caller_freed;
     bool enqueuing;              /* in before_enqueue hooks: meta may change */
     bool processed;              /* before_process hooks ran: after_process is owed */
     int64_t started_us;          /* before_process time, for after_process */

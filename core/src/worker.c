@@ -66,6 +66,8 @@ struct runq_worker {
     int fetch_rc;
     char fetch_err[256];
     bool pull_fetcher;     /* pull mode: the fetcher runs (set once, under lock) */
+    bool async_ack;        /* pull mode: runq_job_ack queues to the acker */
+    job_list acked;        /* pull, async_ack: acked, not yet freed by the caller */
     runq_worker_stats stats;
 
     rq_scheduler *scheduler; /* periodic jobs (runq_worker_schedule) */
@@ -120,6 +122,7 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
         /* A version 1 caller's struct ends before the autoscaling fields:
          * copy only that much and keep the defaults (a fixed pool). */
         if (options->version == 1) memcpy(&o, options, offsetof(runq_worker_options, min_concurrency));
+        else if (options->version == 2) memcpy(&o, options, offsetof(runq_worker_options, async_ack));
         else if (options->version == RUNQ_WORKER_OPTIONS_VERSION) o = *options;
         else
             return rq_error(RUNQ_EINVAL, "runq_worker_options.version is %u; this library knows 1 to %d",
@@ -168,6 +171,7 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
     w->mode = o.mode;
     w->lease_ms = o.lease_ms;
     w->auto_extend = o.auto_extend != 0;
+    w->async_ack = o.async_ack != 0 && o.mode == RUNQ_WORKER_PULL;
     w->scheduler = rq_scheduler_new(c);
     w->queues = rq_calloc(o.nqueues, sizeof *w->queues);
     w->weights = o.weights ? rq_calloc(o.nqueues, sizeof *w->weights) : NULL;
@@ -275,7 +279,7 @@ static void fetcher_main(void *arg) {
         /* With autoscaling, ask for up to headroom jobs more than the
          * threads can take now: if the backend has them, that is a backlog
          * and the pool grows to run them (below). */
-        int busy = w->mode == RUNQ_WORKER_PULL ? w->held.count : w->nrunning;
+        int busy = w->mode == RUNQ_WORKER_PULL ? w->held.count + w->nacking : w->nrunning;
         int free_slots = worker_slots(w) + rq_pool_headroom(&w->pool) + prefetch_depth(w) -
                          w->ready.count - busy;
         if (free_slots <= 0 || !below_low_water(w)) {
@@ -393,14 +397,39 @@ static int job_check_settle(runq_job *job) {
     if (!job || !job->worker) return rq_error(RUNQ_EINVAL, "not a fetched job");
     if (job->in_handler)
         return rq_error(RUNQ_ESTATE, "a handler settles its job by returning, not by ack/fail");
+    if (job->ack_queued) return rq_error(RUNQ_ESTATE, "job %s is already acked", job->id);
     if (job->settled) return rq_error(RUNQ_ESTATE, "job %s is already settled", job->id);
     return 0;
+}
+
+static bool have_after_process(runq_client *c);
+
+/* Pull mode with async_ack: hand the job to the acker (as a push handler
+ * does) unless an after_process hook must run here after the ack, or the
+ * job overran its timeout (it fails here). Still leased while queued: the
+ * keeper extends it. Returns whether it was queued. */
+static bool pull_ack_queue(runq_job *job) {
+    runq_worker *w = job->worker;
+    if (!w->async_ack || have_after_process(w->client) || job_timed_out(job)) return false;
+    uv_mutex_lock(&w->lock);
+    if (!w->have_acker) {
+        uv_mutex_unlock(&w->lock);
+        return false;
+    }
+    list_remove(&w->held, job);
+    job->ack_queued = true;
+    list_push(&w->acks, job);
+    w->nacking++;
+    uv_cond_signal(&w->ack_wake);
+    uv_mutex_unlock(&w->lock);
+    return true;
 }
 
 int runq_job_ack(runq_job *job, const void *result, size_t len) {
     rq_error_clear();
     int rc = job_check_settle(job);
     if (!rc && result && len) rc = runq_job_set_result(job, result, len);
+    if (!rc && pull_ack_queue(job)) return 0;
     if (!rc && (rc = job_do_ack(job)) == 0)
         rq_hooks_after_process(&job->worker->client->hooks, job, 0, false);
     return rc;
@@ -420,6 +449,16 @@ void runq_job_free(runq_job *job) {
     runq_worker *w = job->worker;
     if (job->in_handler) {
         rq_error(RUNQ_ESTATE, "a job received by a handler is freed by the engine");
+        return;
+    }
+    if (w && job->ack_queued) {
+        /* The acker may still need it: the last of the two destroys it. */
+        uv_mutex_lock(&w->lock);
+        bool acked = job->ack_done;
+        job->caller_freed = true;
+        if (acked) list_remove(&w->acked, job);
+        uv_mutex_unlock(&w->lock);
+        if (acked) rq_job_destroy(job);
         return;
     }
     if (w) {
@@ -484,6 +523,20 @@ enum { ACK_BATCH = 64 };
  * call per queue on Redis), then settle them as job_do_ack would. A failed
  * ack (ESTALE: the lease was lost) leaves the job to its lease, uncounted,
  * as on the handler thread. Worker unlocked. */
+/* The acker is done with a job: a pull caller may not have freed it yet
+ * (async_ack), then runq_job_free destroys it. */
+static void ack_release(runq_worker *w, runq_job *job) {
+    if (job->ack_queued) {
+        uv_mutex_lock(&w->lock);
+        bool freed = job->caller_freed;
+        job->ack_done = true;
+        if (!freed) list_push(&w->acked, job); /* detached if the worker goes first */
+        uv_mutex_unlock(&w->lock);
+        if (!freed) return;
+    }
+    rq_job_destroy(job);
+}
+
 static void acks_send(runq_worker *w, runq_job **jobs, size_t n) {
     rq_ack_item items[ACK_BATCH];
     size_t at[ACK_BATCH];
@@ -519,7 +572,7 @@ static void acks_send(runq_worker *w, runq_job **jobs, size_t n) {
         /* None were installed when the job was queued; one added since
          * runs here, on the acker thread. */
         rq_hooks_after_process(&w->client->hooks, jobs[i], rcs[i], false);
-        rq_job_destroy(jobs[i]);
+        ack_release(w, jobs[i]);
     }
 }
 
@@ -538,6 +591,7 @@ static void acker_main(void *arg) {
         uv_mutex_lock(&w->lock);
         w->nacking -= (int)n;
         if (w->stopping) uv_cond_broadcast(&w->slot_free);
+        else if (w->mode == RUNQ_WORKER_PULL) uv_cond_signal(&w->slot_free); /* the fetcher counts them */
     }
     uv_mutex_unlock(&w->lock);
 }
@@ -693,6 +747,9 @@ int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
         w->started = true;
         rc = start_keeper(w);
         if (!rc) rc = rq_scheduler_start(w->scheduler);
+        /* Without it, runq_job_ack acks synchronously. */
+        if (!rc && w->async_ack && uv_thread_create(&w->acker, acker_main, w) == 0)
+            w->have_acker = true;
     } else if (!w->pull_fetcher && prefetch_depth(w) > 0) {
         /* The prefetch needs auto_extend, as in push mode. It starts with
          * the second call: the first fetches on the caller's thread, so
@@ -841,6 +898,7 @@ void runq_worker_free(runq_worker *w) {
     /* Pulled jobs the caller never freed: their leases lapse and they are
      * delivered again; detach them so a later runq_job_free stays safe. */
     for (runq_job *j; (j = list_pop(&w->held));) j->worker = NULL;
+    for (runq_job *j; (j = list_pop(&w->acked));) j->worker = NULL;
     uv_cond_destroy(&w->job_ready);
     uv_cond_destroy(&w->slot_free);
     uv_cond_destroy(&w->keeper_wake);

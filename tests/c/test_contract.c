@@ -568,16 +568,22 @@ TEST(auto_extend_keeps_a_long_job_leased) {
  * leased and kept leased (another worker gets none of them), each reaches
  * the caller once and acks, and stop returns the unstarted ones to pending
  * at once; next() after stop is ECLOSED. */
+/* Pull worker options on queue "default" (auto_extend on). */
+static runq_worker_options pull_options(int concurrency) {
+    static const char *qs[] = {"default"};
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.queues = qs;
+    wo.nqueues = 1;
+    wo.mode = RUNQ_WORKER_PULL;
+    wo.concurrency = concurrency;
+    return wo;
+}
+
 TEST(pull_prefetch_keeps_ready_jobs_leased_and_stop_releases_them) {
     runq_client *c = t_client();
     char ids[6][RUNQ_ID_SIZE];
     for (int i = 0; i < 6; i++) t_enqueue(c, ids[i], "t", i, NULL);
-    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
-    static const char *qs[] = {"default"};
-    wo.queues = qs;
-    wo.nqueues = 1;
-    wo.mode = RUNQ_WORKER_PULL;
-    wo.concurrency = 3; /* up to 3 held + 3 ready: all 6 */
+    runq_worker_options wo = pull_options(3); /* up to 3 held + 3 ready: all 6 */
     wo.lease_ms = 300;
     runq_worker *w = NULL;
     ASSERT_OK(runq_worker_create(&w, c, &wo));
@@ -608,6 +614,70 @@ TEST(pull_prefetch_keeps_ready_jobs_leased_and_stop_releases_them) {
     ASSERT_EQ(runq_job_attempt(other), 1); /* the release is not counted */
     ASSERT_OK(runq_job_ack(other, NULL, 0));
     runq_job_free(other);
+    runq_worker_free(w);
+    runq_worker_free(b);
+    runq_client_close(c);
+}
+
+/* async_ack: runq_job_ack queues the ack and returns 0; stop waits for the
+ * queued acks, each acked job is done and counted; an ack after a lost
+ * lease is refused by the backend and not counted; a second ack is ESTATE;
+ * a job freed before or after its ack went out is freed once. */
+TEST(pull_async_ack_settles_by_stop_and_does_not_count_a_stale_ack) {
+    runq_client *c = t_client();
+    char ids[4][RUNQ_ID_SIZE];
+    for (int i = 0; i < 4; i++) t_enqueue(c, ids[i], "t", i, NULL);
+    runq_worker_options wo = pull_options(2);
+    wo.async_ack = 1;
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    runq_job *kept = NULL;
+    for (int i = 0; i < 4; i++) {
+        runq_job *job = NULL;
+        ASSERT_OK(runq_worker_next(w, &job, 5000));
+        ASSERT_OK(runq_job_ack(job, NULL, 0));
+        ASSERT_EQ(runq_job_ack(job, NULL, 0), RUNQ_ESTATE);
+        if (i == 3) kept = job; /* freed after the worker settled it */
+        else runq_job_free(job);
+    }
+    ASSERT_OK(runq_worker_stop(w, 0));
+    runq_worker_stats s;
+    runq_worker_stats_get(&s, w);
+    ASSERT_EQ(s.processed, 4);
+    runq_job_free(kept);
+    for (int i = 0; i < 4; i++) {
+        runq_job *snap = NULL;
+        ASSERT_OK(runq_job_get(&snap, c, ids[i]));
+        ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+        runq_job_free(snap);
+    }
+    runq_worker_free(w);
+
+    /* A lease lost before the ack: the other holder's ack stands. */
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "slow", 1, NULL);
+    wo.lease_ms = 200;
+    wo.auto_extend = 0;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    runq_job *ja = NULL;
+    ASSERT_OK(runq_worker_next(w, &ja, 1000));
+    t_sleep_ms(400);
+    runq_worker *b = t_pull_worker(c, "default", 30000, 1);
+    runq_job *jb = NULL;
+    ASSERT_OK(runq_worker_next(b, &jb, 5000));
+    ASSERT_STR(runq_job_id(jb), id);
+    ASSERT_OK(runq_job_ack(jb, NULL, 0));
+    runq_job_free(jb);
+    ASSERT_OK(runq_job_ack(ja, NULL, 0)); /* queued: the refusal goes to stats */
+    runq_job_free(ja);
+    ASSERT_OK(runq_worker_stop(w, 0));
+    runq_worker_stats_get(&s, w);
+    ASSERT_EQ(s.processed, 0);
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    ASSERT_EQ(runq_job_state_get(snap), RUNQ_STATE_DONE);
+    ASSERT_EQ(runq_job_attempt(snap), 2);
+    runq_job_free(snap);
     runq_worker_free(w);
     runq_worker_free(b);
     runq_client_close(c);

@@ -212,7 +212,7 @@ TEST(worker_pool_options_checked_and_version_1_accepted) {
         ASSERT(strstr(runq_error_last(), bad[i].detail) != NULL);
     }
     runq_worker_options o = RUNQ_WORKER_OPTIONS_INIT;
-    o.version = 3;
+    o.version = RUNQ_WORKER_OPTIONS_VERSION + 1;
     ASSERT_EQ(runq_worker_create(&w, c, &o), RUNQ_EINVAL);
 
     /* A version 1 caller's struct ends before the autoscaling fields: what
