@@ -1,6 +1,6 @@
 -- runq Lua binding benchmark (run by bench/run.sh).
 --
---   lua_bench.lua URL N [all|produce|consume] [concurrency]
+--   lua_bench.lua URL N [all|produce|consume] [concurrency] [async]
 --
 -- all:      enqueue N jobs one at a time (timed), then drain them with a
 --           pull-mode worker and a no-op handler (timed); then, where the
@@ -8,6 +8,7 @@
 --           (timed) and drain them (not timed)
 -- produce:  enqueue N jobs (the producer half of an end-to-end run)
 -- consume:  handle N jobs as they come; the clock starts at the first job
+-- async:    the worker acks asynchronously (worker{async_ack = true})
 -- Prints "RESULT <name> <value> jobs/s" lines.
 local runq = require "runq"
 
@@ -15,6 +16,7 @@ local url = assert(arg[1], "usage: lua_bench.lua URL N [all|produce|consume] [co
 local n = tonumber(arg[2] or "30000")
 local mode = arg[3] or "all"
 local conc = tonumber(arg[4] or "16")
+local async_ack = arg[5] == "async"
 local queue = "luabench"
 
 -- A monotonic-enough clock: os.clock is CPU time, so use the engine's
@@ -66,7 +68,7 @@ local function produce(count)
 end
 
 local function consume(count, clock_at_first)
-  local w = assert(app:worker { queues = { queue }, concurrency = conc })
+  local w = assert(app:worker { queues = { queue }, concurrency = conc, async_ack = async_ack })
   local t0 = now()
   if clock_at_first then
     -- wait for the first job, then start the clock
