@@ -7,7 +7,9 @@
 -- KEYS[10] {runq:Q}:unique:<the job's unique key> (released when the job goes
 --          to the dead letters, if it holds the key until done)
 -- Returns {0, dead (0/1)} | {-9}
-local st = redis.pcall('HMGET', KEYS[1], 'state', 'token', 'attempt', 'maxr')
+-- One read of the record: the lease check, the attempt count and the
+-- unique-until-done fields.
+local st = redis.pcall('HMGET', KEYS[1], 'state', 'token', 'attempt', 'maxr', 'uud', 'ukey')
 if type(st) ~= 'table' or st.err or st[1] ~= '3' or st[2] ~= ARGV[2] then return {-9} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -53,8 +55,7 @@ if (tonumber(st[3]) or 0) <= (tonumber(st[4]) or 0) then
 end
 -- Unique-until-done: the job lets its unique key go in this same step, if it
 -- still holds it (a later holder's key is never touched).
-local u = redis.call('HMGET', KEYS[1], 'uud', 'ukey')
-if u[1] == '1' and u[2] and u[2] ~= '' and KEYS[10] and redis.call('GET', KEYS[10]) == id then
+if st[5] == '1' and st[6] and st[6] ~= '' and KEYS[10] and redis.call('GET', KEYS[10]) == id then
   redis.call('DEL', KEYS[10])
 end
 redis.call('HSET', KEYS[1], 'state', 5, 'error', ARGV[3], 'token', '0', 'lease', 0, 'finished', now)
