@@ -71,6 +71,12 @@ void rq_hooks_before_process(rq_hook_list *l, runq_job *job) {
         if (h->h.before_process) h->h.before_process(job, h->h.userdata);
 }
 
+bool rq_hooks_have_after_process(rq_hook_list *l) {
+    for (rq_hook *h = first(l); h; h = next(h))
+        if (h->h.after_process) return true;
+    return false;
+}
+
 void rq_hooks_after_process(rq_hook_list *l, runq_job *job, int settle_rc, bool released) {
     if (!job->processed) return;
     job->processed = false; /* once per delivery */

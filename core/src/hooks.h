@@ -29,6 +29,8 @@ int rq_hooks_add(rq_hook_list *l, const runq_hooks *hooks);
 int rq_hooks_before_enqueue(rq_hook_list *l, runq_job *job);
 /* Stamp the job's start and run the before_process hooks. */
 void rq_hooks_before_process(rq_hook_list *l, runq_job *job);
+/* Whether any after_process hook is installed. */
+bool rq_hooks_have_after_process(rq_hook_list *l);
 /* Once per delivery that ran before_process: the outcome follows from the
  * settle's return code and the job's state after it. */
 void rq_hooks_after_process(rq_hook_list *l, runq_job *job, int settle_rc, bool released);

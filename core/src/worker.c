@@ -402,15 +402,14 @@ static int job_check_settle(runq_job *job) {
     return 0;
 }
 
-static bool have_after_process(runq_client *c);
-
 /* Pull mode with async_ack: hand the job to the acker (as a push handler
  * does) unless an after_process hook must run here after the ack, or the
  * job overran its timeout (it fails here). Still leased while queued: the
  * keeper extends it. Returns whether it was queued. */
 static bool pull_ack_queue(runq_job *job) {
     runq_worker *w = job->worker;
-    if (!w->async_ack || have_after_process(w->client) || job_timed_out(job)) return false;
+    if (!w->async_ack || rq_hooks_have_after_process(&w->client->hooks) || job_timed_out(job))
+        return false;
     uv_mutex_lock(&w->lock);
     if (!w->have_acker) {
         uv_mutex_unlock(&w->lock);
@@ -477,15 +476,6 @@ void runq_job_free(runq_job *job) {
 
 /* ---- push mode ---- */
 
-/* Whether any after_process hook is installed (hooks.c publishes nodes
- * with release stores; read them the same way). */
-static bool have_after_process(runq_client *c) {
-    for (rq_hook *h = atomic_load_explicit(&c->hooks.head, memory_order_acquire); h;
-         h = atomic_load_explicit(&h->next, memory_order_acquire))
-        if (h->h.after_process) return true;
-    return false;
-}
-
 /* Runs the handler and settles the job, except a success that the acker can
  * take: then returns true and the caller queues the job for it. The handler
  * thread then takes its next job at once instead of waiting for the ack's
@@ -506,7 +496,8 @@ static bool run_job(runq_worker *w, runq_job *job) {
         current_worker = NULL;
     }
     job->in_handler = false;
-    if (rc == 0 && w->have_acker && !have_after_process(w->client) && !job_timed_out(job))
+    if (rc == 0 && w->have_acker && !rq_hooks_have_after_process(&w->client->hooks) &&
+        !job_timed_out(job))
         return true;
     /* A settle that fails (lease lost, backend down) leaves the job to the
      * lease: it will be delivered again, which is what at-least-once means. */
