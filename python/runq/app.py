@@ -357,8 +357,8 @@ class App:
         rate_burst: int = 0,
         concurrency_limit: int = 0,
         pause_after_failures: int = 0,
-        pause_min: Seconds = 1.0,
-        pause_max: Seconds = 300.0,
+        pause_min: Seconds | None = None,
+        pause_max: Seconds | None = None,
     ) -> None:
         """Set every option of a queue, for every worker of every process.
 
@@ -367,16 +367,18 @@ class App:
         late wake-ups do not cost slots); concurrency_limit: at most
         that many leased at once; pause_after_failures=N: N failed attempts in
         a row pause the queue for pause_min seconds, doubling up to pause_max,
-        then one probe job runs. Options left out are turned off."""
+        then one probe job runs (pause_min and pause_max left out: the
+        engine's defaults, 1 s and 300 s). Options left out are turned off."""
         opts: dict[str, int] = {}
         if rate_limit is not None:
             n, period = rate_limit
             opts.update(rate_limit=int(n), rate_period_ms=_ms(period, "rate_limit period") or 0)
+        for key, val in (("pause_min_ms", pause_min), ("pause_max_ms", pause_max)):
+            if (ms := _ms(val, key[:-3])) is not None:
+                opts[key] = ms
         self.client.queue_configure(
             queue, max_len=max_len, rate_burst=rate_burst, concurrency_limit=concurrency_limit,
-            pause_after_failures=pause_after_failures,
-            pause_min_ms=_ms(pause_min, "pause_min") or 0,
-            pause_max_ms=_ms(pause_max, "pause_max") or 0, **opts)
+            pause_after_failures=pause_after_failures, **opts)
 
     def pause(self, queue: str = "default") -> None:
         """No worker of any process leases the queue's jobs until resume()."""
