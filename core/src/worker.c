@@ -359,22 +359,35 @@ static bool job_timed_out(runq_job *job) {
     return true;
 }
 
+/* The ack of a job as the backend takes it. Results are compressed like
+ * args (compress.h); get/wait unwrap them. *wrapped (freed by the caller)
+ * holds the compressed bytes the item points at, or NULL. */
+static int ack_item_make(runq_worker *w, runq_job *job, rq_ack_item *item, uint8_t **wrapped) {
+    size_t wlen = 0;
+    int rc = rq_payload_wrap(wrapped, &wlen, job->result, job->result_len,
+                             w->client->options.compress_threshold);
+    *item = (rq_ack_item){job, *wrapped ? *wrapped : job->result,
+                          *wrapped ? wlen : job->result_len, w->client->options.result_ttl_ms};
+    return rc;
+}
+
+/* An ack the backend accepted: the job is done. */
+static void job_acked(runq_job *job) {
+    job->state = RUNQ_STATE_DONE;
+    job_settled(job, false, false);
+}
+
 static int job_do_ack(runq_job *job) {
     runq_worker *w = job->worker;
     if (job_timed_out(job)) return job_do_fail(job, job->retry_delay_ms);
-    /* Results are compressed like args (compress.h); get/wait unwrap them. */
+    rq_ack_item item;
     uint8_t *wrapped = NULL;
-    size_t wlen = 0;
-    int rc = rq_payload_wrap(&wrapped, &wlen, job->result, job->result_len,
-                             w->client->options.compress_threshold);
-    if (rc) return rc;
-    rc = w->backend->ops->ack(w->backend, job, wrapped ? wrapped : job->result,
-                              wrapped ? wlen : job->result_len, w->client->options.result_ttl_ms);
+    int rc = ack_item_make(w, job, &item, &wrapped);
+    if (!rc)
+        rc = w->backend->ops->ack(w->backend, job, item.result, item.result_len,
+                                  item.result_ttl_ms);
     rq_free(wrapped);
-    if (rc == 0) {
-        job->state = RUNQ_STATE_DONE;
-        job_settled(job, false, false);
-    }
+    if (rc == 0) job_acked(job);
     return rc;
 }
 
@@ -510,10 +523,6 @@ static bool run_job(runq_worker *w, runq_job *job) {
 
 enum { ACK_BATCH = 64 };
 
-/* Ack n jobs whose handlers succeeded with one backend call (one script
- * call per queue on Redis), then settle them as job_do_ack would. A failed
- * ack (ESTALE: the lease was lost) leaves the job to its lease, uncounted,
- * as on the handler thread. Worker unlocked. */
 /* The acker is done with a job: a pull caller may not have freed it yet
  * (async_ack), then runq_job_free destroys it. */
 static void ack_release(runq_worker *w, runq_job *job) {
@@ -528,6 +537,10 @@ static void ack_release(runq_worker *w, runq_job *job) {
     rq_job_destroy(job);
 }
 
+/* Ack n jobs whose handlers succeeded with one backend call (one script
+ * call per queue on Redis), then settle them as job_do_ack would. A failed
+ * ack (ESTALE: the lease was lost) leaves the job to its lease, uncounted,
+ * as on the handler thread. Worker unlocked. */
 static void acks_send(runq_worker *w, runq_job **jobs, size_t n) {
     rq_ack_item items[ACK_BATCH];
     size_t at[ACK_BATCH];
@@ -535,15 +548,8 @@ static void acks_send(runq_worker *w, runq_job **jobs, size_t n) {
     uint8_t *wrapped[ACK_BATCH] = {0};
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        runq_job *job = jobs[i];
-        size_t wlen = 0;
-        rcs[i] = rq_payload_wrap(&wrapped[i], &wlen, job->result, job->result_len,
-                                 w->client->options.compress_threshold);
-        if (rcs[i]) continue;
-        items[k] = (rq_ack_item){job, wrapped[i] ? wrapped[i] : job->result,
-                                 wrapped[i] ? wlen : job->result_len,
-                                 w->client->options.result_ttl_ms};
-        at[k++] = i;
+        rcs[i] = ack_item_make(w, jobs[i], &items[k], &wrapped[i]);
+        if (!rcs[i]) at[k++] = i;
     }
     const rq_backend_ops *ops = w->backend->ops;
     if (k && ops->ack_many) {
@@ -556,10 +562,7 @@ static void acks_send(runq_worker *w, runq_job **jobs, size_t n) {
     for (size_t i = 0; i < k; i++) rcs[at[i]] = results[i];
     for (size_t i = 0; i < n; i++) {
         rq_free(wrapped[i]);
-        if (rcs[i] == 0) {
-            jobs[i]->state = RUNQ_STATE_DONE;
-            job_settled(jobs[i], false, false);
-        }
+        if (rcs[i] == 0) job_acked(jobs[i]);
         /* None were installed when the job was queued; one added since
          * runs here, on the acker thread. */
         rq_hooks_after_process(&w->client->hooks, jobs[i], rcs[i], false);
