@@ -17,7 +17,7 @@ provider sends them (``opentelemetry-sdk`` and an exporter).
 """
 from __future__ import annotations
 
-import threading
+import contextvars
 from typing import Any
 
 try:
@@ -55,11 +55,11 @@ def instrument(app: App, tracer_provider: trace.TracerProvider | None = None) ->
     once per App, before enqueueing or starting workers.
     """
     tracer = trace.get_tracer("runq", _runq.VERSION, tracer_provider=tracer_provider)
-    # Spans open between before_process and after_process, by job id: both
-    # hooks of one delivery run on the same thread, but several threads
-    # process jobs at once.
-    open_spans: dict[str, tuple[trace.Span, object]] = {}
-    lock = threading.Lock()
+    # The span open between before_process and after_process: the App runs
+    # both hooks of one delivery (and its handler) in one contextvars.Context
+    # of its own, so a context variable carries it from one to the other.
+    open_span: contextvars.ContextVar[tuple[trace.Span, object] | None] = \
+        contextvars.ContextVar("runq.otel.span", default=None)
 
     @app.on_enqueue
     def _publish(job: Job) -> None:
@@ -82,13 +82,12 @@ def instrument(app: App, tracer_provider: trace.TracerProvider | None = None) ->
         # The handler runs next on this thread: make the span current so
         # the handler's own spans are its children.
         token = otel_context.attach(trace.set_span_in_context(span))
-        with lock:
-            open_spans[job.id] = (span, token)
+        open_span.set((span, token))
 
     @app.after_process
     def _end(job: Job, outcome: ProcessOutcome) -> None:
-        with lock:
-            entry = open_spans.pop(job.id, None)
+        entry = open_span.get()
+        open_span.set(None)
         if entry is None:
             return
         span, token = entry
