@@ -42,11 +42,17 @@ static void pool_main(void *arg) {
     p->body(p->arg);
     uv_mutex_lock(p->lock);
     if (s->state == SLOT_RUN) p->threads--; /* returned because the owner stops */
-    if (s->state != SLOT_JOINING) s->state = SLOT_EXITED;
+    if (s->state != SLOT_JOINING) {
+        s->state = SLOT_EXITED;
+        p->exited++;
+    }
     uv_mutex_unlock(p->lock);
 }
 
 void rq_pool_reap(rq_pool *p) {
+    /* Most calls find nothing: skip the scan of every slot under the lock
+     * (a fixed pool's threads never exit on their own). */
+    if (!p->exited) return;
     /* Joining under the lock is safe: an exited slot's thread has released
      * the lock for the last time and only has to return. */
     for (int i = 0; i < nslots(p); i++) {
@@ -55,6 +61,7 @@ void rq_pool_reap(rq_pool *p) {
         uv_thread_join(&s->tid);
         s->state = SLOT_FREE;
     }
+    p->exited = 0;
 }
 
 int rq_pool_grow(rq_pool *p, int n) {
@@ -118,6 +125,7 @@ void rq_pool_join_all(rq_pool *p) {
     uv_mutex_lock(p->lock);
     for (int i = 0; i < nslots(p); i++)
         if (p->slots[i].state != SLOT_FREE) p->slots[i].state = SLOT_JOINING;
+    p->exited = 0;
     uv_mutex_unlock(p->lock);
     /* Only this thread writes a JOINING slot now; the threads themselves
      * may still need the lock to finish, so join without it. */

@@ -26,6 +26,7 @@ typedef struct rq_pool {
     int64_t idle_ms;
     int threads;          /* alive, not yet exiting */
     int idle;             /* of which waiting in rq_pool_idle */
+    int exited;           /* slots whose body returned, not yet joined */
 } rq_pool;
 
 /* min == max: a fixed pool whose threads never time out. */
