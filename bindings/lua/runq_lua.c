@@ -52,10 +52,11 @@ typedef struct cl_box {
     handler_ref *handlers;
     size_t nhandlers;
     /* Hooks (engineer C's block): registry refs of the Lua functions, per
-     * kind (enqueue, before, after); the engine hooks are added once. */
+     * kind (enqueue, before, after); an engine hook per kind, added with
+     * the first Lua hook of that kind (c_hook). */
     int *hooks[3];
     size_t nhooks[3];
-    int hooks_added;
+    int hooks_added; /* bit 1 << kind: its engine hook is added */
 } cl_box;
 
 typedef struct wk_box {
@@ -341,16 +342,22 @@ static int c_hook(lua_State *L)
     cl_box *b = cu->box;
     int kind = luaL_checkoption(L, 2, NULL, hook_kinds);
     luaL_checktype(L, 3, LUA_TFUNCTION);
-    if (!b->hooks_added) {
+    /* One engine hook per kind, added with the first Lua hook of that kind:
+     * an after_process hook costs async acks (the engine then acks in
+     * run_once), so it is only there when a Lua after_process hook is. */
+    if (!(b->hooks_added & (1 << kind))) {
         runq_hooks h = RUNQ_HOOKS_INIT;
-        h.before_enqueue = hook_enqueue;
-        h.before_process = hook_before;
-        h.after_process = hook_after;
+        if (kind == HOOK_ENQUEUE)
+            h.before_enqueue = hook_enqueue;
+        else if (kind == HOOK_BEFORE)
+            h.before_process = hook_before;
+        else
+            h.after_process = hook_after;
         h.userdata = b;
         int rc = runq_client_add_hooks(b->c, &h);
         if (rc != 0)
             return push_rq_error(L, rc);
-        b->hooks_added = 1;
+        b->hooks_added |= 1 << kind;
     }
     int *nh = realloc(b->hooks[kind], (b->nhooks[kind] + 1) * sizeof *nh);
     if (nh == NULL)
