@@ -17,10 +17,10 @@
 #define BLOCK_SLICE_MS 30000 /* longest single BZPOPMIN; the loop re-arms it */
 #define REDIS_TICK_MS 100    /* granularity of Redis's blocking timeouts (hz 10) */
 
-enum { S_ENQUEUE, S_FETCH, S_ACK, S_FAIL, S_RELEASE, S_EXTEND, S_BURY, S_DEAD_RETRY,
+enum { S_ENQUEUE, S_FETCH, S_ACK, S_FAIL, S_RELEASE, S_EXTEND, S_DEAD_RETRY,
        S_STATS, S_CONFIGURE, S_PAUSE, S_COUNT };
 static const char *const script_names[S_COUNT] = {
-    "enqueue", "fetch", "ack", "fail", "release", "extend", "bury", "dead_retry",
+    "enqueue", "fetch", "ack", "fail", "release", "extend", "dead_retry",
     "stats", "configure", "pause"};
 
 typedef struct ack_waiter ack_waiter;
@@ -418,32 +418,57 @@ out:
     return 0;
 }
 
+/* The fail script on a leased job (fail.lua): a failed attempt, retried
+ * after delay_ms while attempts are left, else dead; with bury_reason, dead at
+ * once with that reason (the client cannot read the job, so retrying cannot
+ * help). Returns 0 (*dead set), RUNQ_ESTALE without a detail (the caller
+ * names the job), or another error. */
+static int fail_script(rq_redis *rb, const char *queue, const char *id, const char *token,
+                       const char *unique_key, const char *error, int64_t delay_ms,
+                       const char *bury_reason, bool *dead) {
+    char k[KEY_MAX];
+    *dead = false;
+    rq_call c;
+    rq_call_init(&c, rb->script[S_FAIL]);
+    jkey(k, queue, id);
+    rq_call_key(&c, k);
+    qkey(k, queue, "active");
+    rq_call_key(&c, k);
+    qkey(k, queue, "scheduled");
+    rq_call_key(&c, k);
+    qkey(k, queue, "dead");
+    rq_call_key(&c, k);
+    qkey(k, queue, "marker");
+    rq_call_key(&c, k);
+    done_key(k, queue, id);
+    rq_call_key(&c, k);
+    gate_keys(&c, queue);
+    qkey(k, queue, "pending");
+    rq_call_key(&c, k);
+    call_key_named(&c, queue, "unique:", unique_key); /* KEYS[10]: unique-until-done */
+    rq_call_str(&c, id);
+    rq_call_str(&c, token);
+    rq_call_str(&c, bury_reason ? bury_reason : error ? error : "failed");
+    rq_call_i64(&c, bury_reason ? 0 : delay_ms);
+    rq_call_str(&c, bury_reason ? "1" : "0");
+    int rc = run1(rb, &c, bury_reason ? "bury" : "fail");
+    long long code = 0, d = 0;
+    if (rc == 0 && !rq_reply_int(rq_reply_at(c.reply, 0), &code))
+        rc = rq_error(RUNQ_EPROTO, "redis %s: bad reply", bury_reason ? "bury" : "fail");
+    if (rc == 0 && code == RUNQ_ESTALE) rc = RUNQ_ESTALE;
+    if (rc == 0 && rq_reply_int(rq_reply_at(c.reply, 1), &d)) *dead = d != 0;
+    rq_call_clear(&c);
+    return rc;
+}
+
 /* Dead-letter a leased job the client cannot decode. Best effort: if this
  * fails, the lease expires and the next fetch meets the job again. */
 static int bury_job(rq_redis *rb, const char *queue, const char *id, const char *token,
                     const char *reason, const char *unique_key) {
-    char k[KEY_MAX];
-    rq_call c;
-    rq_call_init(&c, rb->script[S_BURY]);
-    snprintf(k, KEY_MAX, "{runq:%s}:job:%s", queue, id);
-    rq_call_key(&c, k);
-    qkey(k, queue, "active");
-    rq_call_key(&c, k);
-    qkey(k, queue, "dead");
-    rq_call_key(&c, k);
-    done_key(k, queue, id);
-    rq_call_key(&c, k);
-    call_key_named(&c, queue, "unique:", unique_key); /* unique-until-done: let it go */
-    rq_call_str(&c, id);
-    rq_call_str(&c, token);
-    rq_call_str(&c, reason);
-    int rc = run1(rb, &c, "bury");
-    long long code = 0;
-    if (!rc && !rq_reply_int(c.reply, &code))
-        rc = rq_error(RUNQ_EPROTO, "redis bury: unexpected reply");
-    else if (!rc && code == RUNQ_ESTALE)
+    bool dead;
+    int rc = fail_script(rb, queue, id, token, unique_key, NULL, 0, reason, &dead);
+    if (rc == RUNQ_ESTALE)
         rc = rq_error(RUNQ_ESTALE, "job %s: the lease is no longer held by this worker", id);
-    rq_call_clear(&c);
     return rc;
 }
 
@@ -783,36 +808,11 @@ static int redis_ack(runq_backend *b, const runq_job *job, const void *result, s
 
 static int redis_fail(runq_backend *b, const runq_job *job, const char *error,
                       int64_t retry_delay_ms, bool *dead) {
-    rq_redis *rb = RB(b);
-    char k[KEY_MAX];
-    *dead = false;
-    rq_call c;
-    rq_call_init(&c, rb->script[S_FAIL]);
-    leased_keys(&c, job);
-    qkey(k, job->queue, "scheduled");
-    rq_call_key(&c, k);
-    qkey(k, job->queue, "dead");
-    rq_call_key(&c, k);
-    qkey(k, job->queue, "marker");
-    rq_call_key(&c, k);
-    done_key(k, job->queue, job->id);
-    rq_call_key(&c, k);
-    gate_keys(&c, job->queue);
-    qkey(k, job->queue, "pending");
-    rq_call_key(&c, k);
-    call_key_named(&c, job->queue, "unique:", job->unique_key); /* KEYS[10]: unique-until-done */
-    rq_call_str(&c, job->id);
-    rq_call_u64(&c, job->lease_token);
-    rq_call_str(&c, error ? error : "failed");
-    rq_call_i64(&c, retry_delay_ms);
-    int rc = run1(rb, &c, "fail");
-    long long code = 0, d = 0;
-    if (rc == 0 && !rq_reply_int(rq_reply_at(c.reply, 0), &code))
-        rc = rq_error(RUNQ_EPROTO, "redis fail: bad reply");
-    if (rc == 0 && code == RUNQ_ESTALE) rc = stale(job);
-    if (rc == 0 && rq_reply_int(rq_reply_at(c.reply, 1), &d)) *dead = d != 0;
-    rq_call_clear(&c);
-    return rc;
+    char token[24];
+    snprintf(token, sizeof token, "%" PRIu64, job->lease_token);
+    int rc = fail_script(RB(b), job->queue, job->id, token, job->unique_key, error,
+                         retry_delay_ms, NULL, dead);
+    return rc == RUNQ_ESTALE ? stale(job) : rc;
 }
 
 static int redis_release(runq_backend *b, const runq_job *job) {

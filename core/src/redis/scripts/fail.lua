@@ -1,8 +1,14 @@
 -- fail: a failed attempt. Retry at now + delay while attempts are left
 -- (attempt <= max_retries), else move the job to the dead letters.
+-- With ARGV[5] = '1' (bury) the job goes to the dead letters at once, with
+-- ARGV[3] as the reason, whatever attempts it has left: the client could not
+-- read it (corrupt fields the fetch script cannot judge, such as malformed
+-- msgpack args), so a retry could only fail the same way. As a failure it
+-- counts for the queue gates, like memory/memory.c's fail_or_bury.
 -- KEYS[1] job  KEYS[2] active  KEYS[3] scheduled  KEYS[4] dead  KEYS[5] marker
 -- KEYS[6] finish notice list {runq:Q}:done:ID (wakes runq_job_wait)
 -- ARGV[1] id  ARGV[2] token  ARGV[3] error message  ARGV[4] retry delay ms
+-- ARGV[5] '1': bury (absent or '0': a failed attempt)
 -- KEYS[7] config hash  KEYS[8] gate state hash  KEYS[9] pending
 -- KEYS[10] {runq:Q}:unique:<the job's unique key> (released when the job goes
 --          to the dead letters, if it holds the key until done)
@@ -44,7 +50,7 @@ end
 if (tonumber(gcfg[1]) or 0) > 0 and redis.call('ZCARD', KEYS[9]) > 0 then
   redis.call('ZADD', KEYS[5], now, 'm')
 end
-if (tonumber(st[3]) or 0) <= (tonumber(st[4]) or 0) then
+if ARGV[5] ~= '1' and (tonumber(st[3]) or 0) <= (tonumber(st[4]) or 0) then
   local delay = tonumber(ARGV[4])
   if delay < 0 then delay = 0 end
   local eta = now + delay
