@@ -98,6 +98,7 @@ class App:
         self._hook_fns: dict[str, list[Callable[..., Any]]] = {
             "before_enqueue": [], "before_process": [], "after_process": []}
         self._hooks_client: _runq.Client | None = None
+        self._hooks_added: set[str] = set()  # engine hooks on _hooks_client
         self._job_contexts: dict[str, contextvars.Context] = {}
         for key, val in (("result_ttl_ms", result_ttl), ("connect_timeout_ms", connect_timeout),
                          ("command_timeout_ms", command_timeout)):
@@ -142,13 +143,21 @@ class App:
                 self._install_hooks(self._client)
 
     def _install_hooks(self, client: _runq.Client) -> None:
-        # Once per engine client: the App opens a new one after close().
-        if self._hooks_client is client or not any(self._hook_fns.values()):
-            return
-        client.add_hooks(before_enqueue=self._run_enqueue_hooks,
-                         before_process=self._run_before_hooks,
-                         after_process=self._run_after_hooks)
-        self._hooks_client = client
+        # Each engine hook once per engine client (the App opens a new one
+        # after close()), and only once a callable of its kind is added: an
+        # engine after_process hook turns off the worker's batched acks.
+        # before_process comes with after_process, which drops the context.
+        if self._hooks_client is not client:
+            self._hooks_client, self._hooks_added = client, set()
+        want = {"before_enqueue"} if self._hook_fns["before_enqueue"] else set()
+        if self._hook_fns["before_process"] or self._hook_fns["after_process"]:
+            want |= {"before_process", "after_process"}
+        if new := want - self._hooks_added:
+            client.add_hooks(
+                before_enqueue=self._run_enqueue_hooks if "before_enqueue" in new else None,
+                before_process=self._run_before_hooks if "before_process" in new else None,
+                after_process=self._run_after_hooks if "after_process" in new else None)
+            self._hooks_added |= new
 
     def _run_enqueue_hooks(self, raw: _runq.Job) -> None:
         fns = list(self._hook_fns["before_enqueue"])
