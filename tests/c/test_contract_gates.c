@@ -333,7 +333,7 @@ static int64_t leased_at_once(const char *queue, int64_t burst) {
     runq_worker *w = t_pull_worker(c, queue, 30000, 1);
     runq_job *jobs[5];
     int got = 0;
-    while (got < 5 && runq_worker_next(w, &jobs[got], 300) == 0) got++;
+    while (got < 5 && runq_worker_next(w, &jobs[got], 1000) == 0) got++;
     runq_queue_stats st;
     ASSERT_OK(runq_queue_stats_get(&st, c, queue));
     ASSERT_EQ(st.active, got);

@@ -358,7 +358,7 @@ TEST(unique_ttl_key_survives_ack_unlike_until_done) {
 TEST(once_in_accepts_again_in_the_next_period) {
     runq_client *c = t_client();
     runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
-    o.once_in_ms = 300;
+    o.once_in_ms = 1000;
     unsigned char args[16];
     size_t len = t_args_int(args, 5);
     char a[RUNQ_ID_SIZE], b[RUNQ_ID_SIZE], d[RUNQ_ID_SIZE];
@@ -377,7 +377,7 @@ TEST(once_in_accepts_again_in_the_next_period) {
     ASSERT_OK(runq_job_get(&sa, c, a));
     ASSERT_OK(runq_job_get(&sd, c, d));
     ASSERT(strcmp(runq_job_unique_key(sa), runq_job_unique_key(sd)) != 0);
-    ASSERT_EQ(sa->unique_ttl_ms, 300); /* held for the period */
+    ASSERT_EQ(sa->unique_ttl_ms, 1000); /* held for the period */
     runq_job_free(sa);
     runq_job_free(sd);
     runq_client_close(c);

@@ -102,7 +102,7 @@ TEST(a_stored_rate_burst_of_zero_is_automatic) {
     runq_worker *w = t_pull_worker(c, "rb0", 30000, 1);
     runq_job *jobs[4];
     int got = 0;
-    while (got < 4 && runq_worker_next(w, &jobs[got], 300) == 0) got++;
+    while (got < 4 && runq_worker_next(w, &jobs[got], 1000) == 0) got++;
     ASSERT_EQ(got, 2);
     for (int i = 0; i < got; i++) {
         ASSERT_OK(runq_job_ack(jobs[i], NULL, 0));
