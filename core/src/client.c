@@ -177,7 +177,7 @@ static int keys_options_check(const runq_enqueue_options *o) {
  * last, so that nothing before it sees the wrapped bytes. */
 static int job_finish(runq_client *c, runq_job *job, const runq_enqueue_options *o) {
     int rc;
-    job->version = 1;
+    job->version = RQ_RECORD_VERSION;
     if (o->nmeta && !o->meta) return rq_error(RUNQ_EINVAL, "nmeta is %zu but meta is NULL", o->nmeta);
     for (size_t i = 0; i < o->nmeta; i++) {
         if (!o->meta[i].value)

@@ -12,6 +12,10 @@
 
 struct runq_worker;
 
+/* The record version this engine writes (docs/protocol.md, "The job
+ * record"); the Redis fetch dead-letters every other. */
+#define RQ_RECORD_VERSION 2
+
 struct runq_job {
     char id[RUNQ_ID_SIZE];
     char *task;
@@ -44,7 +48,7 @@ struct runq_job {
     uint8_t *result;         /* msgpack, or NULL */
     size_t result_len;
     char *error;             /* last failure message, or NULL */
-    int version;             /* record version (docs/protocol.md): 1 */
+    int version;             /* record version (docs/protocol.md) */
     /* Metadata pairs in the order given; nmeta of each, strings owned. */
     char **meta_keys;
     char **meta_values;

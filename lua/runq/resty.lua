@@ -306,16 +306,19 @@ function _M.enqueue(self, task, args, opts)
   local id = core.new_id()
   local tag = "{runq:" .. queue .. "}"
   local keys = {
-    tag .. ":job:" .. id,
+    tag .. ":jobs",
     tag .. ":scheduled",
     tag .. ":pending",
     tag .. ":marker",
     tag .. ":config",
     tag .. ":unique:" .. (ukey or ""),
-    "runq:id:" .. id,
+    tag .. ":ready",
     tag .. ":rk:" .. (rkey or ""),
     tag .. ":rkeys",
     tag .. ":rkwait",
+    tag .. ":dl",
+    tag .. ":uud",
+    "runq:queues",
   }
   local argv = {
     id, task, queue, payload, max_retries or DEFAULT_MAX_RETRIES, priority or 0,

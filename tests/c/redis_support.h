@@ -54,6 +54,73 @@ static inline long long t_cmd_int(redisContext *r, const char *fmt, ...) {
     return v;
 }
 
+/* A job's stored record, version 2 (docs/protocol.md), split up: h[0] the
+ * version, h[1..9] maxr prio created eta timeout deadline uttl rint uud;
+ * s[0..4] task args ukey meta rkey (owned, len[i] bytes). */
+typedef struct t_rec {
+    long long h[10];
+    char *s[5];
+    size_t len[5];
+} t_rec;
+
+static inline void t_rec_read(redisContext *r, const char *queue, const char *id, t_rec *out) {
+    memset(out, 0, sizeof *out);
+    redisReply *rep = t_cmd(r, "HGET {runq:%s}:jobs %s", queue, id);
+    if (rep->type != REDIS_REPLY_STRING) CHECK_FAIL("job %s has no record in %s", id, queue);
+    const char *p = rep->str, *end = rep->str + rep->len;
+    long long lens[5];
+    for (int i = 0; i < 15; i++) {
+        char *e;
+        long long v = strtoll(p, &e, 10);
+        if (e >= end || *e != '|') CHECK_FAIL("record of %s: bad header field %d", id, i);
+        if (i < 10) out->h[i] = v;
+        else lens[i - 10] = v;
+        p = e + 1;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (lens[i] < 0 || lens[i] > end - p) CHECK_FAIL("record of %s: bad length", id);
+        out->len[i] = (size_t)lens[i];
+        out->s[i] = malloc(out->len[i] + 1);
+        memcpy(out->s[i], p, out->len[i]);
+        out->s[i][out->len[i]] = '\0';
+        p += lens[i];
+    }
+    if (p != end) CHECK_FAIL("record of %s: trailing bytes", id);
+    freeReplyObject(rep);
+}
+
+/* Store rec as the job's record (header from h and len, then the strings). */
+static inline void t_rec_write(redisContext *r, const char *queue, const char *id, const t_rec *rec) {
+    char head[512];
+    int n = 0;
+    for (int i = 0; i < 10; i++) n += snprintf(head + n, sizeof head - (size_t)n, "%lld|", rec->h[i]);
+    for (int i = 0; i < 5; i++) n += snprintf(head + n, sizeof head - (size_t)n, "%zu|", rec->len[i]);
+    size_t total = (size_t)n;
+    for (int i = 0; i < 5; i++) total += rec->len[i];
+    char *buf = malloc(total);
+    memcpy(buf, head, (size_t)n);
+    size_t at = (size_t)n;
+    for (int i = 0; i < 5; i++) {
+        memcpy(buf + at, rec->s[i], rec->len[i]);
+        at += rec->len[i];
+    }
+    freeReplyObject(t_cmd(r, "HSET {runq:%s}:jobs %s %b", queue, id, buf, total));
+    free(buf);
+}
+
+/* Replace string i of the record (freeing the old one). */
+static inline void t_rec_set(t_rec *rec, int i, const void *v, size_t len) {
+    free(rec->s[i]);
+    rec->s[i] = malloc(len + 1);
+    memcpy(rec->s[i], v, len);
+    rec->s[i][len] = '\0';
+    rec->len[i] = len;
+}
+
+static inline void t_rec_free(t_rec *rec) {
+    for (int i = 0; i < 5; i++) free(rec->s[i]);
+}
+
 /* The job is dead and its error message contains `reason`. */
 static inline void check_dead_with(runq_client *c, const char *id, const char *reason) {
     runq_job *snap = NULL;

@@ -59,13 +59,13 @@ TEST(big_args_and_results_are_stored_compressed_and_arrive_intact) {
     runq_job_free(st);
     if (on_redis(c)) { /* the record itself: the ext header of type 82 */
         redisContext *r = t_redis_connect(t_redis_port());
-        redisReply *rep = t_cmd(r, "HGET {runq:default}:job:%s args", id);
-        ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
-        ASSERT_EQ((size_t)rep->len, slen);
-        ASSERT_EQ((unsigned char)rep->str[0], 0xc7); /* ext 8 */
-        ASSERT_EQ((unsigned char)rep->str[2], RQ_EXT_WRAPPED);
-        ASSERT_EQ((unsigned char)rep->str[3], RQ_CODEC_ZSTD);
-        freeReplyObject(rep);
+        t_rec rec;
+        t_rec_read(r, "default", id, &rec);
+        ASSERT_EQ(rec.len[1], slen);
+        ASSERT_EQ((unsigned char)rec.s[1][0], 0xc7); /* ext 8 */
+        ASSERT_EQ((unsigned char)rec.s[1][2], RQ_EXT_WRAPPED);
+        ASSERT_EQ((unsigned char)rec.s[1][3], RQ_CODEC_ZSTD);
+        t_rec_free(&rec);
         redisFree(r);
     }
 
@@ -268,7 +268,11 @@ TEST(corrupt_compressed_args_written_in_redis_are_dead_lettered) {
     if (on_redis(c)) { /* a real job whose record is then damaged */
         ASSERT_OK(runq_enqueue(c, id, "t", args, alen, NULL));
         redisContext *r = t_redis_connect(t_redis_port());
-        freeReplyObject(t_cmd(r, "HSET {runq:default}:job:%s args %b", id, bad, blen));
+        t_rec rec;
+        t_rec_read(r, "default", id, &rec);
+        t_rec_set(&rec, 1, bad, blen);
+        t_rec_write(r, "default", id, &rec);
+        t_rec_free(&rec);
         redisFree(r);
     } else { /* memory: the same bytes stored below the engine */
         t_store_raw(c, id, bad, blen, 3);
@@ -290,23 +294,27 @@ TEST(record_version_is_written_and_unknown_versions_are_dead_lettered) {
     t_enqueue(c, id, "t", 1, NULL);
     t_enqueue(c, future, "t", 2, NULL);
     runq_job *st = t_stored(c, id);
-    ASSERT_EQ(st->version, 1);
+    ASSERT_EQ(st->version, RQ_RECORD_VERSION);
     runq_job_free(st);
     if (!on_redis(c)) { /* memory keeps the version through fetch clones */
         runq_worker *w = t_pull_worker(c, "default", 30000, 1);
         runq_job *j = NULL;
         ASSERT_OK(runq_worker_next(w, &j, 5000));
-        ASSERT_EQ(j->version, 1);
+        ASSERT_EQ(j->version, RQ_RECORD_VERSION);
         runq_job_free(j);
         runq_worker_free(w);
         runq_client_close(c);
         return;
     }
     redisContext *r = t_redis_connect(t_redis_port());
-    ASSERT_EQ(t_cmd_int(r, "HGET {runq:default}:job:%s v", id), 1);
-    freeReplyObject(t_cmd(r, "HSET {runq:default}:job:%s v 99", future));
-    /* A record without v (written before the field) is version 1. */
-    freeReplyObject(t_cmd(r, "HDEL {runq:default}:job:%s v", id));
+    t_rec rec;
+    t_rec_read(r, "default", id, &rec);
+    ASSERT_EQ(rec.h[0], 2);
+    t_rec_free(&rec);
+    t_rec_read(r, "default", future, &rec);
+    rec.h[0] = 99;
+    t_rec_write(r, "default", future, &rec);
+    t_rec_free(&rec);
     runq_worker *w = t_pull_worker(c, "default", 30000, 1);
     runq_job *j = NULL;
     ASSERT_OK(runq_worker_next(w, &j, 5000));
@@ -337,10 +345,11 @@ TEST(metadata_round_trips_and_is_checked) {
     t_enqueue(c, plain, "t", 2, NULL);
     if (on_redis(c)) { /* field meta: a msgpack map of 3 */
         redisContext *r = t_redis_connect(t_redis_port());
-        redisReply *rep = t_cmd(r, "HGET {runq:default}:job:%s meta", id);
-        ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
-        ASSERT_EQ((unsigned char)rep->str[0], 0x83);
-        freeReplyObject(rep);
+        t_rec rec;
+        t_rec_read(r, "default", id, &rec);
+        ASSERT_GT(rec.len[3], 0);
+        ASSERT_EQ((unsigned char)rec.s[3][0], 0x83);
+        t_rec_free(&rec);
         redisFree(r);
     }
     runq_worker *w = t_pull_worker(c, "default", 30000, 1);
@@ -414,7 +423,11 @@ TEST(corrupt_metadata_in_redis_is_dead_lettered) {
     char id[RUNQ_ID_SIZE];
     t_enqueue(c, id, "t", 1, NULL);
     redisContext *r = t_redis_connect(t_redis_port());
-    freeReplyObject(t_cmd(r, "HSET {runq:default}:job:%s meta %b", id, "\x81\x01\x02", (size_t)3));
+    t_rec rec;
+    t_rec_read(r, "default", id, &rec);
+    t_rec_set(&rec, 3, "\x81\x01\x02", 3);
+    t_rec_write(r, "default", id, &rec);
+    t_rec_free(&rec);
     runq_worker *w = t_pull_worker(c, "default", 30000, 1);
     runq_job *j = NULL;
     ASSERT_EQ(runq_worker_next(w, &j, 500), RUNQ_ETIMEOUT);

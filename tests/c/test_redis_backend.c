@@ -18,14 +18,13 @@ TEST(keys_of_a_queue_share_one_hash_tag) {
     ASSERT_GT(keys->elements, 0);
     for (size_t i = 0; i < keys->elements; i++) {
         const char *k = keys->element[i]->str;
-        /* The per-id lookup key is the one documented exception. */
-        if (strncmp(k, "runq:id:", 8) == 0) continue;
+        /* The queue registry is the one documented exception. */
+        if (strcmp(k, "runq:queues") == 0) continue;
         if (strncmp(k, "{runq:mail}:", 12) != 0) CHECK_FAIL("key %s is outside the queue's hash tag", k);
     }
     freeReplyObject(keys);
-    char jk[128];
-    snprintf(jk, sizeof jk, "{runq:mail}:job:%s", id);
-    ASSERT_EQ(t_cmd_int(r, "EXISTS %s", jk), 1);
+    ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:mail}:jobs %s", id), 1);
+    ASSERT_EQ(t_cmd_int(r, "SISMEMBER runq:queues mail"), 1);
     ASSERT_GT(t_cmd_int(r, "PTTL {runq:mail}:unique:u1"), 0);
     redisFree(r);
     runq_client_close(c);
@@ -63,11 +62,14 @@ TEST(corrupt_jobs_are_dead_lettered_not_crashed_on) {
     t_enqueue(c, bad_args, "t", 2, NULL);
     t_enqueue(c, not_hash, "t", 3, NULL);
     t_enqueue(c, good, "t", 4, NULL);
-    freeReplyObject(t_cmd(r, "HSET {runq:default}:job:%s attempt banana", bad_num));
+    freeReplyObject(t_cmd(r, "HSET {runq:default}:att %s banana", bad_num));
     /* 0xc1 is never valid msgpack. */
-    freeReplyObject(t_cmd(r, "HSET {runq:default}:job:%s args %b", bad_args, "\xc1\xc1", (size_t)2));
-    freeReplyObject(t_cmd(r, "DEL {runq:default}:job:%s", not_hash));
-    freeReplyObject(t_cmd(r, "SET {runq:default}:job:%s garbage", not_hash));
+    t_rec rec;
+    t_rec_read(r, "default", bad_args, &rec);
+    t_rec_set(&rec, 1, "\xc1\xc1", 2);
+    t_rec_write(r, "default", bad_args, &rec);
+    t_rec_free(&rec);
+    freeReplyObject(t_cmd(r, "HSET {runq:default}:jobs %s garbage", not_hash));
 
     runq_worker *w = t_pull_worker(c, "default", 30000, 1);
     runq_job *j = NULL;
@@ -171,9 +173,9 @@ TEST(auth_and_select_db) {
     runq_client_close(c);
     freeReplyObject(t_cmd(r, "AUTH sesame"));
     freeReplyObject(t_cmd(r, "SELECT 3"));
-    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:job:%s", id), 1);
+    ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", id), 1);
     freeReplyObject(t_cmd(r, "SELECT 0"));
-    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:job:%s", id), 0);
+    ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", id), 0);
 
     /* User and password. */
     snprintf(url, sizeof url, "redis://alice:wonder@127.0.0.1:%d/3", port);
@@ -214,7 +216,7 @@ TEST(unix_socket_url) {
     runq_client_close(c);
     redisContext *r = t_redis_connect(s.port);
     freeReplyObject(t_cmd(r, "SELECT 2"));
-    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:job:%s", id), 1);
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:fin:%s", id), 1); /* done, result kept */
     redisFree(r);
     t_server_destroy(&s);
 }
@@ -232,11 +234,11 @@ TEST(done_jobs_expire_with_their_result_ttl) {
     ASSERT_OK(runq_job_ack(j, NULL, 0));
     runq_job_free(j);
     redisContext *r = t_redis_connect(t_redis_port());
-    long long ttl = t_cmd_int(r, "PTTL {runq:default}:job:%s", id);
+    long long ttl = t_cmd_int(r, "PTTL {runq:default}:fin:%s", id);
     ASSERT_GT(ttl, 0);
     ASSERT_LE(ttl, 400);
-    ASSERT_GT(t_cmd_int(r, "PTTL runq:id:%s", id), 0);
-    WAIT_UNTIL(t_cmd_int(r, "EXISTS {runq:default}:job:%s runq:id:%s", id, id) == 0);
+    ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", id), 0); /* moved out at the ack */
+    WAIT_UNTIL(t_cmd_int(r, "EXISTS {runq:default}:fin:%s", id) == 0);
     runq_job *snap = NULL;
     ASSERT_EQ(runq_job_get(&snap, c, id), RUNQ_ENOTFOUND);
     redisFree(r);

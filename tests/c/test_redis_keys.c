@@ -93,7 +93,7 @@ TEST(promoted_keyed_job_with_a_lost_record_frees_its_key) {
     runq_job *job = NULL;
     ASSERT_EQ(runq_worker_next(w, &job, 100), RUNQ_ETIMEOUT);
     ASSERT_EQ(t_cmd_int(r, "HLEN {runq:default}:rkflight"), 1);
-    ASSERT_EQ(t_cmd_int(r, "DEL {runq:default}:job:%s", lost), 1);
+    ASSERT_EQ(t_cmd_int(r, "HDEL {runq:default}:jobs %s", lost), 1);
     ASSERT_OK(runq_queue_resume(c, "default"));
     /* The lost job never started: the next one need not wait 60 s. */
     ASSERT_OK(runq_worker_next(w, &job, 5000));

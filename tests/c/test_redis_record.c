@@ -1,15 +1,12 @@
-/* The Redis job record leaves out fields that hold their default (attempt,
- * token, lease, priority, timeout and deadline 0, no unique key), readers
- * take an absent field as its default, and a present field that is not a
- * number still dead-letters the job. Runs against a private redis-server. */
+/* The Redis job record, version 2: one string per job in the queue's jobs
+ * hash holding what enqueue knew (docs/protocol.md); a waiting job has no
+ * lease or attempt entries; a priority-0 job waits in the ready list and a
+ * prioritised one in the pending zset; a record whose header is not numbers
+ * is dead-lettered. Runs against a private redis-server. */
 #include "job.h"
 #include "redis_support.h"
 
-static bool t_has_field(redisContext *r, const char *id, const char *field) {
-    return t_cmd_int(r, "HEXISTS {runq:rec}:job:%s %s", id, field) == 1;
-}
-
-TEST(default_fields_are_not_written_and_read_as_defaults) {
+TEST(a_waiting_job_is_one_record_and_one_queue_entry) {
     runq_client *c = t_client();
     redisContext *r = t_redis_connect(t_redis_port());
     runq_enqueue_options plain = RUNQ_ENQUEUE_OPTIONS_INIT, full = RUNQ_ENQUEUE_OPTIONS_INIT;
@@ -22,17 +19,26 @@ TEST(default_fields_are_not_written_and_read_as_defaults) {
     char a[RUNQ_ID_SIZE], b[RUNQ_ID_SIZE];
     t_enqueue(c, a, "t", 1, &plain);
     t_enqueue(c, b, "t", 2, &full);
-    static const char *const defaults[] = {"attempt", "token", "lease", "prio", "timeout",
-                                           "deadline", "ukey", "uttl"};
-    for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++) {
-        ASSERT(!t_has_field(r, a, defaults[i]));
-        if (strcmp(defaults[i], "attempt") && strcmp(defaults[i], "token") &&
-            strcmp(defaults[i], "lease"))
-            ASSERT(t_has_field(r, b, defaults[i])); /* set: written */
-    }
-    static const char *const always[] = {"v", "id", "task", "queue", "args", "state", "maxr",
-                                         "created", "eta"};
-    for (size_t i = 0; i < sizeof always / sizeof *always; i++) ASSERT(t_has_field(r, a, always[i]));
+    t_rec ra, rb;
+    t_rec_read(r, "rec", a, &ra);
+    t_rec_read(r, "rec", b, &rb);
+    ASSERT_EQ(ra.h[0], 2);
+    ASSERT_EQ(ra.h[2], 0);         /* prio */
+    ASSERT_EQ(ra.h[5], 0);         /* timeout */
+    ASSERT_EQ(ra.h[6], 0);         /* deadline */
+    ASSERT_EQ(ra.len[2], 0);       /* no unique key */
+    ASSERT_STR(ra.s[0], "t");
+    ASSERT_EQ(rb.h[2], 5);
+    ASSERT_EQ(rb.h[5], 7000);
+    ASSERT_GT(rb.h[6], rb.h[3]);   /* deadline after created */
+    ASSERT_EQ(rb.h[7], 9000);
+    ASSERT_STR(rb.s[2], "u");
+    t_rec_free(&ra);
+    t_rec_free(&rb);
+    /* Where they wait; nothing leased, no attempt state yet. */
+    ASSERT_EQ(t_cmd_int(r, "LLEN {runq:rec}:ready"), 1);
+    ASSERT_EQ(t_cmd_int(r, "ZCARD {runq:rec}:pending"), 1);
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:rec}:lease {runq:rec}:att"), 0);
     runq_job *snap = NULL;
     ASSERT_OK(runq_job_get(&snap, c, a));
     ASSERT_EQ(runq_job_attempt(snap), 0);
@@ -49,7 +55,8 @@ TEST(default_fields_are_not_written_and_read_as_defaults) {
     ASSERT_EQ(snap->unique_ttl_ms, 9000);
     ASSERT(snap->deadline_ms > snap->created_ms);
     runq_job_free(snap);
-    /* Both run: the higher priority first, each with attempt 1. */
+    /* Both run: the higher priority first, each with attempt 1, each leased
+     * with a "token|attempt" entry while held. */
     runq_worker *w = t_pull_worker(c, "rec", 30000, 1);
     const char *order[2] = {b, a};
     for (int i = 0; i < 2; i++) {
@@ -58,26 +65,43 @@ TEST(default_fields_are_not_written_and_read_as_defaults) {
         ASSERT_STR(runq_job_id(j), order[i]);
         ASSERT_EQ(runq_job_attempt(j), 1);
         ASSERT_EQ(j->deadline_ms > 0, i == 0);
+        char want[64];
+        snprintf(want, sizeof want, "%llu|1", (unsigned long long)j->lease_token);
+        redisReply *lv = t_cmd(r, "HGET {runq:rec}:lease %s", order[i]);
+        ASSERT_EQ(lv->type, REDIS_REPLY_STRING);
+        ASSERT_STR(lv->str, want);
+        freeReplyObject(lv);
         ASSERT_OK(runq_job_ack(j, NULL, 0));
         runq_job_free(j);
     }
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:rec}:lease {runq:rec}:jobs"), 0);
     runq_worker_free(w);
     redisFree(r);
     runq_client_close(c);
 }
 
-TEST(a_present_optional_field_that_is_not_a_number_is_dead_lettered) {
+TEST(a_record_header_that_is_not_numbers_is_dead_lettered) {
     runq_client *c = t_client();
     redisContext *r = t_redis_connect(t_redis_port());
     runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
     o.queue = "rec";
     char id[RUNQ_ID_SIZE];
     t_enqueue(c, id, "t", 1, &o);
-    freeReplyObject(t_cmd(r, "HSET {runq:rec}:job:%s deadline soon", id));
+    t_rec rec;
+    t_rec_read(r, "rec", id, &rec);
+    /* The deadline field (7th) as a word. */
+    char raw[512];
+    int n = snprintf(raw, sizeof raw, "2|%lld|%lld|%lld|%lld|%lld|soon|%lld|%lld|%lld|%zu|%zu|0|0|0|%s",
+                     rec.h[1], rec.h[2], rec.h[3], rec.h[4], rec.h[5], rec.h[7], rec.h[8], rec.h[9],
+                     rec.len[0], rec.len[1], rec.s[0]);
+    ASSERT(n > 0 && (size_t)n + rec.len[1] < sizeof raw);
+    memcpy(raw + n, rec.s[1], rec.len[1]);
+    freeReplyObject(t_cmd(r, "HSET {runq:rec}:jobs %s %b", id, raw, (size_t)n + rec.len[1]));
+    t_rec_free(&rec);
     runq_worker *w = t_pull_worker(c, "rec", 30000, 1);
     runq_job *j = NULL;
     ASSERT_EQ(runq_worker_next(w, &j, 500), RUNQ_ETIMEOUT);
-    check_dead_with(c, id, "corrupt job: field deadline is not a number");
+    check_dead_with(c, id, "corrupt job: the job record is malformed");
     runq_worker_free(w);
     redisFree(r);
     runq_client_close(c);

@@ -109,8 +109,12 @@ describe("runq.resty (" .. h.url .. ")", function()
     -- 10^15 ms: LuaJIT's tostring gives "1e+15", stored as sent, which the
     -- C reader would take for a corrupt field.
     local id = assert(p:enqueue("t", { 1 }, { queue = q, timeout = 1e12 }))
-    assert.are.equal("1000000000000000\n",
-                     redis_cli("HGET", "{runq:" .. q .. "}:job:" .. id, "timeout"))
+    -- The job record (version 2) in {runq:Q}:jobs starts
+    -- "2|maxr|prio|created|eta|timeout|...": the 6th header field.
+    local rec = redis_cli("HGET", "{runq:" .. q .. "}:jobs", id)
+    local v, timeout = rec:match("^(%d+)|%d+|%-?%d+|%d+|%d+|([^|]*)|")
+    assert.are.equal("2", v, "record: " .. rec)
+    assert.are.equal("1000000000000000", timeout)
   end)
 
   it("reports durability when replicas do not confirm", function()

@@ -34,10 +34,70 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
-def _hstrlen(url: str, queue: str, job_id: str, field: str) -> int:
-    reply = redisproc.command(_port(url), "HSTRLEN", f"{{runq:{queue}}}:job:{job_id}", field)
-    assert reply.startswith(b":"), reply
-    return int(reply[1:].split(b"\r\n")[0])
+def _redis_bulk(url: str, *args: str) -> bytes | None:
+    """One command whose reply is a bulk string (None: nil), read in full."""
+    import socket
+
+    req = f"*{len(args)}\r\n".encode() + b"".join(
+        f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args
+    )
+    with socket.create_connection(("127.0.0.1", _port(url)), timeout=5.0) as s:
+        s.sendall(req)
+        buf = b""
+        while b"\r\n" not in buf:
+            chunk = s.recv(65536)
+            assert chunk, buf
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n")
+        assert head.startswith(b"$"), buf
+        n = int(head[1:])
+        if n < 0:
+            return None
+        while len(rest) < n + 2:
+            chunk = s.recv(65536)
+            assert chunk, rest
+            rest += chunk
+        assert rest[n:n + 2] == b"\r\n", rest
+        return rest[:n]
+
+
+# The job record, version 2 (core/src/redis/scripts/_record.lua), in the hash
+# {runq:Q}:jobs: "2|maxr|prio|created|eta|timeout|deadline|uttl|rint|uud|
+# #task|#args|#ukey|#meta|#rkey|" then task, args, ukey, meta, rkey.
+_REC_PARTS = ("task", "args", "ukey", "meta", "rkey")
+
+
+def _parse_record(rec: bytes) -> dict[str, bytes]:
+    fields = rec.split(b"|", 15)
+    assert len(fields) == 16 and fields[0] == b"2", rec[:200]
+    lens = [int(x) for x in fields[10:15]]
+    body = fields[15]
+    assert len(body) == sum(lens), (lens, len(body))  # a well-formed record
+    out: dict[str, bytes] = {}
+    pos = 0
+    for name, n in zip(_REC_PARTS, lens):
+        out[name] = body[pos:pos + n]
+        pos += n
+    return out
+
+
+def _stored_len(url: str, queue: str, job_id: str, field: str) -> int:
+    """How many bytes the backend stores for a job's args (from the job
+    record in {runq:Q}:jobs) or result (from the done job's key
+    {runq:Q}:fin:<id>: "4|finished|attempt|#result|#att|" result att record)."""
+    if field == "result":
+        fin = _redis_bulk(url, "GET", f"{{runq:{queue}}}:fin:{job_id}")
+        assert fin is not None, "no kept result"
+        parts = fin.split(b"|", 5)
+        assert len(parts) == 6 and parts[0] == b"4", fin[:200]
+        nres, natt = int(parts[3]), int(parts[4])
+        rest = parts[5]
+        assert len(rest) >= nres + natt, (nres, natt, len(rest))
+        _parse_record(rest[nres + natt:])  # the record follows, intact
+        return len(rest[:nres])
+    rec = _redis_bulk(url, "HGET", f"{{runq:{queue}}}:jobs", job_id)
+    assert rec is not None, "no job record"
+    return len(_parse_record(rec)[field])
 
 
 # ---- compression ---------------------------------------------------------
@@ -51,13 +111,13 @@ def test_compression_is_transparent(h: Harness) -> None:
 
     ref = echo.enqueue(text, n=3)
     if h.url.startswith("redis"):
-        stored = _hstrlen(h.url, h.queue(), ref.id, "args")
+        stored = _stored_len(h.url, h.queue(), ref.id, "args")
         assert 0 < stored < len(text) // 10  # stored compressed
     assert ref.info().args == [text]  # get unwraps it
     h.worker()
     assert ref.wait(WAIT) == {"back": text.upper(), "n": 3}
     if h.url.startswith("redis"):
-        assert 0 < _hstrlen(h.url, h.queue(), ref.id, "result") < len(text) // 10
+        assert 0 < _stored_len(h.url, h.queue(), ref.id, "result") < len(text) // 10
 
 
 def test_compress_threshold_zero_stores_plain(redis_url: str) -> None:
@@ -65,10 +125,10 @@ def test_compress_threshold_zero_stores_plain(redis_url: str) -> None:
     text = "z" * 5000
     try:
         ref = app.remote("nobody.handles.this", queue="plainq").enqueue(text)
-        assert _hstrlen(redis_url, "plainq", ref.id, "args") > 5000
+        assert _stored_len(redis_url, "plainq", ref.id, "args") > 5000
         small = runq.App(redis_url)  # the default: 1024 bytes
         ref2 = small.remote("nobody.handles.this", queue="plainq").enqueue(text)
-        assert _hstrlen(redis_url, "plainq", ref2.id, "args") < 500
+        assert _stored_len(redis_url, "plainq", ref2.id, "args") < 500
         # Either client reads both forms.
         assert small.job(ref.id).info().args == [text]
         assert app.job(ref2.id).info().args == [text]

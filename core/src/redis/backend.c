@@ -4,6 +4,7 @@
 #include "backend.h"
 
 #include "redis/conn.h"
+#include "redis/record.h"
 #include "redis/scripts.h"
 
 #include <inttypes.h>
@@ -13,15 +14,15 @@
 #include <uv.h>
 
 #define KEY_MAX (RUNQ_NAME_MAX * 2 + 64)
-#define FETCH_FIELDS 20 /* 17, then rate key, rate interval, unique until done */
+#define FETCH_FIELDS 5 /* id, record, lease token, attempt, attempt state */
 #define BLOCK_SLICE_MS 30000 /* longest single BZPOPMIN; the loop re-arms it */
 #define REDIS_TICK_MS 100    /* granularity of Redis's blocking timeouts (hz 10) */
 
 enum { S_ENQUEUE, S_FETCH, S_ACK, S_FAIL, S_RELEASE, S_EXTEND, S_DEAD_RETRY,
-       S_STATS, S_CONFIGURE, S_PAUSE, S_COUNT };
+       S_STATS, S_CONFIGURE, S_PAUSE, S_GET, S_COUNT };
 static const char *const script_names[S_COUNT] = {
     "enqueue", "fetch", "ack", "fail", "release", "extend", "dead_retry",
-    "stats", "configure", "pause"};
+    "stats", "configure", "pause", "get"};
 
 typedef struct ack_waiter ack_waiter;
 
@@ -42,22 +43,39 @@ typedef struct rq_redis {
 /* ---- keys ------------------------------------------------------------ */
 
 /* Every key of queue Q carries the hash tag {runq:Q}, so one queue lives in
- * one cluster slot and each script touches one slot (except the id lookup
- * key, see docs). */
+ * one cluster slot and each script touches one slot (except the queue
+ * registry runq:queues, see docs). */
 static void qkey(char out[KEY_MAX], const char *queue, const char *suffix) {
     snprintf(out, KEY_MAX, "{runq:%s}:%s", queue, suffix);
 }
-static void jkey(char out[KEY_MAX], const char *queue, const char *id) {
-    snprintf(out, KEY_MAX, "{runq:%s}:job:%s", queue, id);
-}
-/* Finish notice: a list pushed when the job becomes done or dead, so that
- * runq_job_wait blocks instead of polling. Expires after a minute. */
+/* The set of every queue name ever enqueued to: lookups by id search them. */
+#define QUEUES_KEY "runq:queues"
+/* Finish notice: a list pushed when a job someone waits for becomes done or
+ * dead, so that runq_job_wait blocks instead of polling. Expires after a
+ * minute. */
 static void done_key(char out[KEY_MAX], const char *queue, const char *id) {
     snprintf(out, KEY_MAX, "{runq:%s}:done:%s", queue, id);
 }
-static void lookup_key(char out[KEY_MAX], const char *id) {
-    snprintf(out, KEY_MAX, "runq:id:%s", id);
+/* ARGV of most scripts: "{runq:Q}:", from which they build per-job and
+ * per-name keys of the queue's slot. */
+static void call_prefix(rq_call *c, const char *queue) {
+    char k[KEY_MAX];
+    qkey(k, queue, "");
+    rq_call_str(c, k);
 }
+/* Declare the queue keys named in `names` (suffixes), in order. */
+static void call_qkeys(rq_call *c, const char *queue, const char *const *names, size_t n) {
+    char k[KEY_MAX];
+    for (size_t i = 0; i < n; i++) {
+        qkey(k, queue, names[i]);
+        rq_call_key(c, k);
+    }
+}
+#define CALL_QKEYS(c, queue, ...)                                            \
+    do {                                                                     \
+        static const char *const names_[] = {__VA_ARGS__};                   \
+        call_qkeys((c), (queue), names_, sizeof names_ / sizeof *names_);    \
+    } while (0)
 /* Declare {runq:Q}:<kind><name> in KEYS, where name is a unique key or a
  * rate key (up to 1024 bytes, so the key may be longer than KEY_MAX); with
  * name NULL, the bare prefix: a placeholder the script leaves alone. */
@@ -79,26 +97,6 @@ static void call_key_named(rq_call *c, const char *queue, const char *kind, cons
     rq_call_key(c, full);
     rq_free(full);
 }
-/* Rate keys (per-key interval limit): the key's waiting jobs, the key
- * schedule and the set of every waiting keyed job (docs/redis-backend.md). */
-static void rate_keys(rq_call *c, const char *queue, const char *rate_key) {
-    char k[KEY_MAX];
-    call_key_named(c, queue, "rk:", rate_key);
-    qkey(k, queue, "rkeys");
-    rq_call_key(c, k);
-    qkey(k, queue, "rkwait");
-    rq_call_key(c, k);
-}
-/* Queue gates: the options hash and the gate state hash (pause, automatic
- * pause, rate limiter), declared by every script that reads them. */
-static void gate_keys(rq_call *c, const char *queue) {
-    char k[KEY_MAX];
-    qkey(k, queue, "config");
-    rq_call_key(c, k);
-    qkey(k, queue, "gate");
-    rq_call_key(c, k);
-}
-
 static int call_rc(const rq_call *call, const char *what) {
     if (!call->reply) return rq_error(RUNQ_EIO, "redis gave no reply to %s", what);
     if (call->reply->type == RQ_REPLY_ERROR)
@@ -207,34 +205,22 @@ static const char *job_queue_at(const void *items, size_t i) {
 }
 
 /* The enqueue script's KEYS and ARGV for jobs[0..n), all of one queue: the
- * first job's 10 keys (shared queue keys included), 4 per-job keys for each
+ * first job's 13 keys (shared queue keys included), 2 per-job keys for each
  * other job, then 17 arguments per job (enqueue.lua). */
 static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at, size_t n) {
     runq_job *const *jobs = (runq_job *const *)items + at;
-    char k[KEY_MAX];
     const runq_job *j0 = jobs[0];
     rq_call_init(c, rb->script[S_ENQUEUE]);
-    jkey(k, j0->queue, j0->id);
-    rq_call_key(c, k);
-    qkey(k, j0->queue, "scheduled");
-    rq_call_key(c, k);
-    qkey(k, j0->queue, "pending");
-    rq_call_key(c, k);
-    qkey(k, j0->queue, "marker");
-    rq_call_key(c, k);
-    qkey(k, j0->queue, "config");
-    rq_call_key(c, k);
+    CALL_QKEYS(c, j0->queue, "jobs", "scheduled", "pending", "marker", "config");
     call_key_named(c, j0->queue, "unique:", j0->unique_key);
-    lookup_key(k, j0->id);
-    rq_call_key(c, k);
-    rate_keys(c, j0->queue, j0->rate_key); /* KEYS[8..10] */
+    CALL_QKEYS(c, j0->queue, "ready");
+    call_key_named(c, j0->queue, "rk:", j0->rate_key);
+    CALL_QKEYS(c, j0->queue, "rkeys", "rkwait");
+    CALL_QKEYS(c, j0->queue, "dl", "uud");
+    rq_call_key(c, QUEUES_KEY);
     for (size_t i = 1; i < n; i++) {
         const runq_job *j = jobs[i];
-        jkey(k, j->queue, j->id);
-        rq_call_key(c, k);
         call_key_named(c, j->queue, "unique:", j->unique_key);
-        lookup_key(k, j->id);
-        rq_call_key(c, k);
         call_key_named(c, j->queue, "rk:", j->rate_key);
     }
     for (size_t i = 0; i < n; i++) {
@@ -337,83 +323,63 @@ static bool reply_u64(const rq_reply *r, uint64_t *out) {
     return true;
 }
 
-static int reply_str(const rq_reply *r, char **field, bool empty_is_null) {
-    if (!r || r->type != RQ_REPLY_STRING) return RUNQ_EPROTO;
-    if (empty_is_null && r->len == 0) return rq_job_set_str(field, NULL);
-    return rq_job_set_str(field, r->str);
+/* A reply string as a span (false: not a string). */
+static bool reply_span(const rq_reply *r, rq_span *out) {
+    if (!r || r->type != RQ_REPLY_STRING) return false;
+    out->p = r->str;
+    out->len = r->len;
+    return true;
 }
 
-/* Build a job from FETCH_FIELDS fetch fields. RUNQ_EPROTO with *why set when the
- * record is malformed in a way the script could not see. */
-static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const char **why) {
-    runq_job *j = rq_job_new();
-    if (!j) return rq_error(RUNQ_ENOMEM, "out of memory");
+/* The error of earlier attempts and a retry's eta, from an attempt state. */
+static int job_set_att(runq_job *j, const rq_att *att) {
+    if (att->eta > 0) j->eta_ms = att->eta;
+    if (!att->error.len) return 0;
+    char *e = rq_malloc(att->error.len + 1);
+    if (!e) return rq_error(RUNQ_ENOMEM, "out of memory");
+    memcpy(e, att->error.p, att->error.len);
+    e[att->error.len] = '\0';
+    rq_free(j->error);
+    j->error = e;
+    return 0;
+}
+
+/* Build a leased job from FETCH_FIELDS fetch fields. RUNQ_EPROTO with *why
+ * set when the record is malformed in a way the script does not judge. */
+static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const char *queue,
+                          int64_t expiry, const char **why) {
     const rq_reply *f[FETCH_FIELDS];
     for (size_t i = 0; i < FETCH_FIELDS; i++) f[i] = rq_reply_at(r, at + i);
-    int64_t v[FETCH_FIELDS] = {0};
-    int rc = 0;
+    rq_span rs = {0}, as = {0};
+    int64_t attempt = 0;
+    rq_record rec;
+    rq_att att;
     *why = NULL;
-    if (!f[0] || f[0]->type != RQ_REPLY_STRING || f[0]->len != RUNQ_ID_LEN) {
-        *why = "bad id";
-        rc = RUNQ_EPROTO;
-        goto out;
-    }
+    if (!f[0] || f[0]->type != RQ_REPLY_STRING || f[0]->len != RUNQ_ID_LEN) *why = "bad id";
+    else if (!reply_span(f[1], &rs) || (*why = rq_record_parse(&rec, rs.p, rs.len)) != NULL) {
+        if (!*why) *why = "the job record is missing";
+    } else if (!reply_i64(f[3], &attempt) || !reply_span(f[4], &as) ||
+               !rq_att_parse(&att, as.p, as.len))
+        *why = "bad attempt state";
+    if (*why) return RUNQ_EPROTO;
+    runq_job *j = rq_job_new();
+    if (!j) return rq_error(RUNQ_ENOMEM, "out of memory");
     memcpy(j->id, f[0]->str, RUNQ_ID_SIZE);
-    for (size_t i = 4; i <= 12; i++)
-        if (i != 11 && !reply_i64(f[i], &v[i])) {
-            *why = "a numeric field is not a number";
-            rc = RUNQ_EPROTO;
-            goto out;
-        }
-    if (!reply_i64(f[15], &v[15]) || !reply_u64(f[14], &j->lease_token)) {
+    int rc = 0;
+    if (!reply_u64(f[2], &j->lease_token)) {
         *why = "bad lease";
         rc = RUNQ_EPROTO;
-        goto out;
     }
-    if ((rc = reply_str(f[1], &j->task, false)) || (rc = reply_str(f[2], &j->queue, false)) ||
-        (rc = reply_str(f[11], &j->unique_key, true)) || (rc = reply_str(f[13], &j->error, true))) {
-        if (rc == RUNQ_EPROTO) *why = "a text field is not a string";
-        goto out;
-    }
-    if (!f[3] || f[3]->type != RQ_REPLY_STRING ||
-        rq_msgpack_check(f[3]->str, f[3]->len, "job args") != 0) {
-        *why = "args are not one well-formed msgpack object";
-        rc = RUNQ_EPROTO;
-        goto out;
-    }
-    if ((rc = rq_job_set_buf(&j->args, &j->args_len, f[3]->str, f[3]->len))) goto out;
-    if (!f[16] || f[16]->type != RQ_REPLY_STRING ||
-        (rc = rq_job_meta_decode(j, f[16]->str, f[16]->len)) == RUNQ_EPROTO) {
-        *why = "meta is not a msgpack map of strings";
-        rc = RUNQ_EPROTO;
-        goto out;
-    }
-    if (rc) goto out;
-    /* Rate key and unique-until-done (fields 18 to 20). */
-    if ((rc = reply_str(f[17], &j->rate_key, true)) || !reply_i64(f[18], &v[18]) ||
-        !reply_i64(f[19], &v[19])) {
-        *why = "bad rate key or unique-until-done field";
-        rc = RUNQ_EPROTO;
-        goto out;
-    }
-    j->rate_interval_ms = v[18];
-    j->unique_until_done = v[19] != 0;
-    j->version = 1; /* fetch.lua dead-letters every other version */
-    j->attempt = (int)v[4];
-    j->max_retries = (int)v[5];
-    j->priority = (int32_t)v[6];
-    j->created_ms = v[7];
-    j->eta_ms = v[8];
-    j->timeout_ms = v[9];
-    j->deadline_ms = v[10];
-    j->unique_ttl_ms = v[12];
-    j->lease_until_ms = v[15];
-    j->state = RUNQ_STATE_ACTIVE;
-out:
+    if (!rc) rc = rq_record_to_job(j, &rec, why);
+    if (!rc) rc = job_set_att(j, &att);
+    if (!rc) rc = rq_job_set_str(&j->queue, queue);
     if (rc) {
         rq_job_destroy(j);
         return rc;
     }
+    j->attempt = (int)attempt;
+    j->lease_until_ms = expiry;
+    j->state = RUNQ_STATE_ACTIVE;
     *out = j;
     return 0;
 }
@@ -424,28 +390,13 @@ out:
  * help). Returns 0 (*dead set), RUNQ_ESTALE without a detail (the caller
  * names the job), or another error. */
 static int fail_script(rq_redis *rb, const char *queue, const char *id, const char *token,
-                       const char *unique_key, const char *error, int64_t delay_ms,
-                       const char *bury_reason, bool *dead) {
-    char k[KEY_MAX];
+                       const char *error, int64_t delay_ms, const char *bury_reason, bool *dead) {
     *dead = false;
     rq_call c;
     rq_call_init(&c, rb->script[S_FAIL]);
-    jkey(k, queue, id);
-    rq_call_key(&c, k);
-    qkey(k, queue, "active");
-    rq_call_key(&c, k);
-    qkey(k, queue, "scheduled");
-    rq_call_key(&c, k);
-    qkey(k, queue, "dead");
-    rq_call_key(&c, k);
-    qkey(k, queue, "marker");
-    rq_call_key(&c, k);
-    done_key(k, queue, id);
-    rq_call_key(&c, k);
-    gate_keys(&c, queue);
-    qkey(k, queue, "pending");
-    rq_call_key(&c, k);
-    call_key_named(&c, queue, "unique:", unique_key); /* KEYS[10]: unique-until-done */
+    CALL_QKEYS(&c, queue, "jobs", "active", "lease", "att", "scheduled", "dead", "marker",
+               "config", "gate", "pending", "ready", "uud", "waiters");
+    call_prefix(&c, queue);
     rq_call_str(&c, id);
     rq_call_str(&c, token);
     rq_call_str(&c, bury_reason ? bury_reason : error ? error : "failed");
@@ -464,79 +415,67 @@ static int fail_script(rq_redis *rb, const char *queue, const char *id, const ch
 /* Dead-letter a leased job the client cannot decode. Best effort: if this
  * fails, the lease expires and the next fetch meets the job again. */
 static int bury_job(rq_redis *rb, const char *queue, const char *id, const char *token,
-                    const char *reason, const char *unique_key) {
+                    const char *reason) {
     bool dead;
-    int rc = fail_script(rb, queue, id, token, unique_key, NULL, 0, reason, &dead);
+    int rc = fail_script(rb, queue, id, token, NULL, 0, reason, &dead);
     if (rc == RUNQ_ESTALE)
         rc = rq_error(RUNQ_ESTALE, "job %s: the lease is no longer held by this worker", id);
     return rc;
 }
 
 static void bury(rq_redis *rb, const char *queue, const rq_reply *id, const rq_reply *token,
-                 const rq_reply *ukey, const char *why) {
+                 const char *why) {
     if (!id || id->type != RQ_REPLY_STRING || !token || token->type != RQ_REPLY_STRING) return;
     char reason[160];
     snprintf(reason, sizeof reason, "corrupt job: %s", why);
-    const char *uk = ukey && ukey->type == RQ_REPLY_STRING && ukey->len ? ukey->str : NULL;
-    (void)bury_job(rb, queue, id->str, token->str, reason, uk);
+    (void)bury_job(rb, queue, id->str, token->str, reason);
 }
 
 /* The backend op: the engine found a leased job unreadable. */
 static int redis_bury(runq_backend *b, const runq_job *job, const char *reason) {
     char token[24];
     snprintf(token, sizeof token, "%" PRIu64, job->lease_token);
-    return bury_job(RB(b), job->queue, job->id, token, reason, job->unique_key);
+    return bury_job(RB(b), job->queue, job->id, token, reason);
 }
 
 /* One fetch script on one queue. Appends leased jobs to out[*n...]. */
 static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *req,
                        runq_job **out, size_t *n, int64_t *next_due, int64_t *server_now) {
-    char k[KEY_MAX];
     size_t want = req->max - *n;
     rq_call c;
     rq_call_init(&c, rb->script[S_FETCH]);
-    static const char *const zsets[] = {"scheduled", "pending", "active", "dead", "marker"};
-    for (size_t i = 0; i < 5; i++) {
-        qkey(k, queue, zsets[i]);
-        rq_call_key(&c, k);
-    }
-    gate_keys(&c, queue);
-    static const char *const rate[] = {"rkeys", "rkwait", "rkflight"}; /* KEYS[8..10] */
-    for (size_t i = 0; i < 3; i++) {
-        qkey(k, queue, rate[i]);
-        rq_call_key(&c, k);
-    }
-    snprintf(k, KEY_MAX, "{runq:%s}:job:", queue);
-    rq_call_str(&c, k);
+    CALL_QKEYS(&c, queue, "scheduled", "pending", "active", "dead", "marker", "config", "gate",
+               "rkeys", "rkwait", "rkflight", "jobs", "ready", "lease", "att", "dl", "uud",
+               "waiters");
+    call_prefix(&c, queue);
     rq_call_i64(&c, req->lease_ms);
     rq_call_i64(&c, (int64_t)want);
     rq_call_str(&c, queue);
     for (size_t i = 0; i < want; i++) {
         uint64_t t;
         do t = rq_random64();
-        while (t == 0); /* 0 means "no lease" in the record */
+        while (t == 0); /* 0 means "no lease" in snapshots */
         rq_call_u64(&c, t);
     }
     int rc = run1(rb, &c, "fetch");
     if (rc) goto out;
     const rq_reply *r = c.reply;
-    int64_t now = 0, due = 0, got = 0;
+    int64_t now = 0, due = 0, got = 0, expiry = 0;
     if (!reply_i64(rq_reply_at(r, 0), &now) || !reply_i64(rq_reply_at(r, 1), &due) ||
-        !reply_i64(rq_reply_at(r, 2), &got) || got < 0 || (size_t)got > want ||
-        r->elements != 3 + (size_t)got * FETCH_FIELDS) {
+        !reply_i64(rq_reply_at(r, 2), &got) || !reply_i64(rq_reply_at(r, 3), &expiry) ||
+        got < 0 || (size_t)got > want || r->elements != 4 + (size_t)got * FETCH_FIELDS) {
         rc = rq_error(RUNQ_EPROTO, "redis fetch: unexpected reply shape");
         goto out;
     }
     *server_now = now;
     if (due > 0 && (*next_due == 0 || due < *next_due)) *next_due = due;
     for (int64_t i = 0; i < got; i++) {
-        size_t at = 3 + (size_t)i * FETCH_FIELDS;
+        size_t at = 4 + (size_t)i * FETCH_FIELDS;
         const char *why = NULL;
         runq_job *j = NULL;
-        int jrc = job_from_fetch(&j, r, at, &why);
+        int jrc = job_from_fetch(&j, r, at, queue, expiry, &why);
         if (jrc == RUNQ_EPROTO) {
-            bury(rb, queue, rq_reply_at(r, at), rq_reply_at(r, at + 14), rq_reply_at(r, at + 11),
-                 why);
+            bury(rb, queue, rq_reply_at(r, at), rq_reply_at(r, at + 2), why);
             continue;
         }
         if (jrc) {
@@ -544,7 +483,7 @@ static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *
             rc = jrc;
             continue;
         }
-        j->leased_ms = j->lease_until_ms - req->lease_ms; /* the script's lease time */
+        j->leased_ms = expiry - req->lease_ms; /* the script's lease time */
         out[(*n)++] = j;
     }
     if (*n) rc = 0;
@@ -659,49 +598,21 @@ static int stale(const runq_job *job) {
                     job->id);
 }
 
-static void leased_keys(rq_call *c, const runq_job *job) {
-    char k[KEY_MAX];
-    jkey(k, job->queue, job->id);
-    rq_call_key(c, k);
-    qkey(k, job->queue, "active");
-    rq_call_key(c, k);
-}
-
 #define ACK_BATCH_MAX BATCH_MAX
 
 static const char *ack_queue_at(const void *items, size_t i) {
     return ((const rq_ack_item *)items)[i].job->queue;
 }
 
-/* The ack script's KEYS and ARGV for items[0..n), all of one queue: the first
- * job's 9 keys (shared queue keys included), 4 per-job keys for each other
- * job, then 4 arguments per job (ack.lua). */
+/* The ack script's KEYS (the queue's, 12) and ARGV for items[0..n), all of
+ * one queue: the key prefix, then 4 arguments per job (ack.lua). */
 static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_t n) {
     const rq_ack_item *items = (const rq_ack_item *)all + at;
-    char k[KEY_MAX];
-    const runq_job *j0 = items[0].job;
+    const char *queue = items[0].job->queue;
     rq_call_init(c, rb->script[S_ACK]);
-    leased_keys(c, j0);
-    lookup_key(k, j0->id);
-    rq_call_key(c, k);
-    done_key(k, j0->queue, j0->id);
-    rq_call_key(c, k);
-    gate_keys(c, j0->queue);
-    qkey(k, j0->queue, "pending");
-    rq_call_key(c, k);
-    qkey(k, j0->queue, "marker");
-    rq_call_key(c, k);
-    call_key_named(c, j0->queue, "unique:", j0->unique_key); /* KEYS[9]: unique-until-done */
-    for (size_t i = 1; i < n; i++) {
-        const runq_job *j = items[i].job;
-        jkey(k, j->queue, j->id);
-        rq_call_key(c, k);
-        lookup_key(k, j->id);
-        rq_call_key(c, k);
-        done_key(k, j->queue, j->id);
-        rq_call_key(c, k);
-        call_key_named(c, j->queue, "unique:", j->unique_key);
-    }
+    CALL_QKEYS(c, queue, "jobs", "active", "lease", "att", "config", "gate", "pending", "marker",
+               "uud", "dl", "waiters", "ready");
+    call_prefix(c, queue);
     for (size_t i = 0; i < n; i++) {
         rq_call_str(c, items[i].job->id);
         rq_call_u64(c, items[i].job->lease_token);
@@ -810,24 +721,17 @@ static int redis_fail(runq_backend *b, const runq_job *job, const char *error,
                       int64_t retry_delay_ms, bool *dead) {
     char token[24];
     snprintf(token, sizeof token, "%" PRIu64, job->lease_token);
-    int rc = fail_script(RB(b), job->queue, job->id, token, job->unique_key, error,
-                         retry_delay_ms, NULL, dead);
+    int rc = fail_script(RB(b), job->queue, job->id, token, error, retry_delay_ms, NULL, dead);
     return rc == RUNQ_ESTALE ? stale(job) : rc;
 }
 
 static int redis_release(runq_backend *b, const runq_job *job) {
     rq_redis *rb = RB(b);
-    char k[KEY_MAX];
     rq_call c;
     rq_call_init(&c, rb->script[S_RELEASE]);
-    leased_keys(&c, job);
-    qkey(k, job->queue, "pending");
-    rq_call_key(&c, k);
-    qkey(k, job->queue, "marker");
-    rq_call_key(&c, k);
-    qkey(k, job->queue, "gate");
-    rq_call_key(&c, k);
-    rate_keys(&c, job->queue, job->rate_key); /* KEYS[6..8]: back behind its rate key */
+    CALL_QKEYS(&c, job->queue, "jobs", "active", "lease", "att", "pending", "ready", "marker",
+               "gate", "rkeys", "rkwait");
+    call_prefix(&c, job->queue);
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
     int rc = run1(rb, &c, "release");
@@ -847,7 +751,7 @@ static int redis_extend(runq_backend *b, runq_job *const *jobs, int *results, si
     if (!calls) return rq_error(RUNQ_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         rq_call_init(&calls[i], rb->script[S_EXTEND]);
-        leased_keys(&calls[i], jobs[i]);
+        CALL_QKEYS(&calls[i], jobs[i]->queue, "lease", "active");
         rq_call_str(&calls[i], jobs[i]->id);
         rq_call_u64(&calls[i], jobs[i]->lease_token);
         rq_call_i64(&calls[i], lease_ms);
@@ -898,96 +802,115 @@ static int simple(rq_redis *rb, int argc, const char *const *argv, rq_reply **ou
     return rc;
 }
 
-/* The queue of a job id, from its lookup key. */
-static int job_queue(rq_redis *rb, const char *id, char queue[RUNQ_NAME_MAX + 1]) {
-    char k[KEY_MAX];
-    lookup_key(k, id);
-    const char *argv[2] = {"GET", k};
-    rq_reply *r = NULL;
-    int rc = simple(rb, 2, argv, &r, "get");
-    if (rc) return rc;
-    if (r->type != RQ_REPLY_STRING || r->len == 0 || r->len > RUNQ_NAME_MAX)
-        rc = rq_error(RUNQ_ENOTFOUND, "no job %s (never enqueued, or expired)", id);
-    else memcpy(queue, r->str, r->len + 1);
-    rq_reply_free(r);
-    return rc;
-}
-
-static const char *hfield(const rq_reply *h, const char *name, size_t *len) {
-    for (size_t i = 0; i + 1 < h->elements; i += 2) {
-        const rq_reply *k = h->element[i], *v = h->element[i + 1];
-        if (k->type == RQ_REPLY_STRING && strcmp(k->str, name) == 0 && v->type == RQ_REPLY_STRING) {
-            if (len) *len = v->len;
-            return v->str;
-        }
+/* A snapshot from get.lua's reply on `queue`. Lenient: a corrupt record
+ * still reads as far as it can (the fetch script has dead-lettered it with
+ * the reason in its attempt state). */
+static int job_from_get(runq_job **out, const rq_reply *r, const char *id, const char *queue) {
+    long long state = 0;
+    rq_reply_int(rq_reply_at(r, 0), &state);
+    rq_span rs = {0}, as = {0}, ls = {0}, res = {0};
+    int64_t lease_until = 0, time = 0;
+    int attempt = -1;
+    if (state == RUNQ_STATE_DONE) {
+        rq_span fs;
+        rq_fin fin;
+        if (!reply_span(rq_reply_at(r, 1), &fs) || !rq_fin_parse(&fin, fs.p, fs.len))
+            return rq_error(RUNQ_EPROTO, "job %s: its kept result is malformed", id);
+        rs = fin.record;
+        as = fin.att;
+        res = fin.result;
+        attempt = fin.attempt;
+    } else {
+        reply_span(rq_reply_at(r, 1), &rs);
+        reply_span(rq_reply_at(r, 2), &as);
+        reply_span(rq_reply_at(r, 3), &ls);
+        const rq_reply *e = rq_reply_at(r, 4), *t = rq_reply_at(r, 5);
+        if (e && e->type == RQ_REPLY_STRING) lease_until = strtoll(e->str, NULL, 10);
+        else reply_i64(e, &lease_until);
+        if (t && t->type == RQ_REPLY_STRING) time = strtoll(t->str, NULL, 10);
+        else reply_i64(t, &time);
     }
-    return NULL;
-}
-
-static int64_t hnum(const rq_reply *h, const char *name) {
-    const char *s = hfield(h, name, NULL);
-    return s ? strtoll(s, NULL, 10) : 0;
-}
-
-/* A snapshot from a job hash. Lenient: a corrupt record still reads (the
- * fetch script has dead-lettered it with the reason in `error`). */
-static int job_from_hash(runq_job **out, const rq_reply *h, const char *id, const char *queue) {
     runq_job *j = rq_job_new();
     if (!j) return rq_error(RUNQ_ENOMEM, "out of memory");
     snprintf(j->id, RUNQ_ID_SIZE, "%s", id);
-    size_t alen = 0, rlen = 0;
-    const char *s;
     int rc = rq_job_set_str(&j->queue, queue);
-    if (!rc && (s = hfield(h, "task", NULL))) rc = rq_job_set_str(&j->task, s);
-    if (!rc && (s = hfield(h, "args", &alen)) && alen) rc = rq_job_set_buf(&j->args, &j->args_len, s, alen);
-    if (!rc && (s = hfield(h, "result", &rlen)) && rlen)
-        rc = rq_job_set_buf(&j->result, &j->result_len, s, rlen);
-    if (!rc && (s = hfield(h, "error", NULL)) && *s) rc = rq_job_set_str(&j->error, s);
-    if (!rc && (s = hfield(h, "ukey", NULL)) && *s) rc = rq_job_set_str(&j->unique_key, s);
-    if (!rc && (s = hfield(h, "rkey", NULL)) && *s) rc = rq_job_set_str(&j->rate_key, s);
-    size_t mlen = 0;
-    /* Lenient like the rest: unreadable metadata reads as none. */
-    if (!rc && (s = hfield(h, "meta", &mlen)) && rq_job_meta_decode(j, s, mlen) == RUNQ_ENOMEM)
-        rc = RUNQ_ENOMEM;
-    j->version = (s = hfield(h, "v", NULL)) ? (int)strtol(s, NULL, 10) : 1;
+    rq_record rec;
+    const char *why;
+    if (!rc && rq_record_parse(&rec, rs.p, rs.len) == NULL) {
+        rc = rq_record_to_job(j, &rec, &why);
+        if (rc == RUNQ_EPROTO) rc = 0;
+    }
+    rq_att att;
+    if (!rc && rq_att_parse(&att, as.p, as.len)) {
+        rc = job_set_att(j, &att);
+        j->attempt = att.attempt;
+    }
+    if (!rc && res.len) rc = rq_job_set_buf(&j->result, &j->result_len, res.p, res.len);
     if (rc) {
         rq_job_destroy(j);
         return rc;
     }
-    int64_t st = hnum(h, "state");
-    j->state = st >= RUNQ_STATE_SCHEDULED && st <= RUNQ_STATE_DEAD ? (runq_job_state)st
-                                                                     : RUNQ_STATE_DEAD;
-    j->attempt = (int)hnum(h, "attempt");
-    j->max_retries = (int)hnum(h, "maxr");
-    j->priority = (int32_t)hnum(h, "prio");
-    j->created_ms = hnum(h, "created");
-    j->eta_ms = hnum(h, "eta");
-    j->timeout_ms = hnum(h, "timeout");
-    j->deadline_ms = hnum(h, "deadline");
-    j->unique_ttl_ms = hnum(h, "uttl");
-    j->rate_interval_ms = hnum(h, "rint");
-    j->unique_until_done = hnum(h, "uud") != 0;
-    if ((s = hfield(h, "token", NULL))) j->lease_token = strtoull(s, NULL, 10);
-    j->lease_until_ms = hnum(h, "lease");
+    j->state = state >= RUNQ_STATE_SCHEDULED && state <= RUNQ_STATE_DEAD ? (runq_job_state)state
+                                                                           : RUNQ_STATE_DEAD;
+    if (attempt >= 0) j->attempt = attempt;
+    if (ls.len) { /* "token|attempt" */
+        char lv[64];
+        snprintf(lv, sizeof lv, "%.*s", (int)ls.len, ls.p);
+        char *bar = strchr(lv, '|');
+        j->lease_token = strtoull(lv, NULL, 10);
+        if (bar) j->attempt = (int)strtol(bar + 1, NULL, 10);
+        j->lease_until_ms = lease_until;
+    }
+    if (j->state == RUNQ_STATE_SCHEDULED && time > 0) j->eta_ms = time;
     *out = j;
     return 0;
 }
 
-static int redis_get(runq_backend *b, const char *id, runq_job **out) {
-    rq_redis *rb = RB(b);
-    char queue[RUNQ_NAME_MAX + 1], k[KEY_MAX];
-    int rc = job_queue(rb, id, queue);
+/* Find job `id` in every known queue (one pipelined get.lua per queue) and
+ * snapshot it; with `watch`, also register a wait for it. *queue_out (if
+ * not NULL) receives its queue. */
+static int find_job(rq_redis *rb, const char *id, bool watch, runq_job **out,
+                    char queue_out[RUNQ_NAME_MAX + 1]) {
+    const char *argv[2] = {"SMEMBERS", QUEUES_KEY};
+    rq_reply *qs = NULL;
+    int rc = simple(rb, 2, argv, &qs, "get");
     if (rc) return rc;
-    jkey(k, queue, id);
-    const char *argv[2] = {"HGETALL", k};
-    rq_reply *h = NULL;
-    rc = simple(rb, 2, argv, &h, "get");
-    if (rc) return rc;
-    if (h->type != RQ_REPLY_ARRAY || h->elements == 0)
-        rc = rq_error(RUNQ_ENOTFOUND, "no job %s (never enqueued, or expired)", id);
-    else rc = job_from_hash(out, h, id, queue);
-    rq_reply_free(h);
+    size_t nq = qs->type == RQ_REPLY_ARRAY ? qs->elements : 0;
+    rq_call *calls = nq ? rq_calloc(nq, sizeof *calls) : NULL;
+    if (nq && !calls) {
+        rq_reply_free(qs);
+        return rq_error(RUNQ_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < nq; i++) {
+        const char *q = qs->element[i]->str;
+        rq_call_init(&calls[i], rb->script[S_GET]);
+        CALL_QKEYS(&calls[i], q, "jobs", "active", "lease", "att", "scheduled", "dead", "waiters");
+        call_prefix(&calls[i], q);
+        rq_call_str(&calls[i], id);
+        rq_call_str(&calls[i], watch ? "1" : "0");
+    }
+    rc = nq ? rq_calls_run(rb->conn, calls, nq, 0, rb->timeout_ms, 0, 0, NULL) : 0;
+    if (rc) rc = io_rc(rc, "get");
+    bool found = false;
+    for (size_t i = 0; i < nq; i++) {
+        long long code = 0;
+        if (!rc && !found && (rc = call_rc(&calls[i], "get")) == 0 &&
+            rq_reply_int(rq_reply_at(calls[i].reply, 0), &code) && code != 0) {
+            found = true;
+            const char *q = qs->element[i]->str;
+            rc = job_from_get(out, calls[i].reply, id, q);
+            if (queue_out) snprintf(queue_out, RUNQ_NAME_MAX + 1, "%s", q);
+        }
+        rq_call_clear(&calls[i]);
+    }
+    rq_free(calls);
+    rq_reply_free(qs);
+    if (!rc && !found) rc = rq_error(RUNQ_ENOTFOUND, "no job %s (never enqueued, or expired)", id);
     return rc;
+}
+
+static int redis_get(runq_backend *b, const char *id, runq_job **out) {
+    return find_job(RB(b), id, false, out, NULL);
 }
 
 /* Block on the job's finish notice (BRPOPLPUSH onto itself: the notice
@@ -1020,7 +943,9 @@ static int redis_wait(runq_backend *b, const char *id, int timeout_ms, runq_job 
     bool woke_before = false;
     for (;;) {
         runq_job *j = NULL;
-        int rc = redis_get(b, id, &j);
+        /* Registering the wait and reading the state are one step, so a
+         * finish after it always pushes the notice. */
+        int rc = find_job(rb, id, true, &j, NULL);
         if (rc) return rc;
         if (j->state == RUNQ_STATE_DONE || j->state == RUNQ_STATE_DEAD) {
             *out = j;
@@ -1081,18 +1006,11 @@ static int redis_set_paused(runq_backend *b, const char *queue, bool paused) {
 
 static int redis_stats(runq_backend *b, const char *queue, runq_queue_stats *out) {
     rq_redis *rb = RB(b);
-    char k[KEY_MAX];
     memset(out, 0, sizeof *out);
     rq_call c;
     rq_call_init(&c, rb->script[S_STATS]);
-    static const char *const zsets[] = {"scheduled", "pending", "active", "dead"};
-    for (size_t i = 0; i < 4; i++) {
-        qkey(k, queue, zsets[i]);
-        rq_call_key(&c, k);
-    }
-    gate_keys(&c, queue);
-    qkey(k, queue, "rkwait"); /* KEYS[7]: jobs behind a rate key are pending too */
-    rq_call_key(&c, k);
+    CALL_QKEYS(&c, queue, "scheduled", "pending", "active", "dead", "config", "gate", "rkwait",
+               "ready");
     int rc = run1(rb, &c, "stats");
     int64_t v[6] = {0};
     for (size_t i = 0; rc == 0 && i < 6; i++)
@@ -1134,34 +1052,24 @@ static int redis_dead_list(runq_backend *b, const char *queue, char (*ids)[RUNQ_
 static int redis_dead_retry(runq_backend *b, const char *id) {
     rq_redis *rb = RB(b);
     char queue[RUNQ_NAME_MAX + 1], k[KEY_MAX];
-    int rc = job_queue(rb, id, queue);
-    if (rc) return rc;
     /* The job's unique and rate keys name keys the script must declare:
      * read them first (the script checks they are still the record's). */
-    jkey(k, queue, id);
-    const char *hargv[4] = {"HMGET", k, "ukey", "rkey"};
-    rq_reply *names = NULL;
-    if ((rc = simple(rb, 4, hargv, &names, "dead_retry"))) return rc;
-    const rq_reply *uk = rq_reply_at(names, 0), *rk = rq_reply_at(names, 1);
-    const char *ukey = uk && uk->type == RQ_REPLY_STRING && uk->len ? uk->str : NULL;
-    const char *rkey = rk && rk->type == RQ_REPLY_STRING && rk->len ? rk->str : NULL;
+    runq_job *snap = NULL;
+    int rc = find_job(rb, id, false, &snap, queue);
+    if (rc) return rc;
     rq_call c;
     rq_call_init(&c, rb->script[S_DEAD_RETRY]);
-    rq_call_key(&c, k);
-    qkey(k, queue, "dead");
-    rq_call_key(&c, k);
-    qkey(k, queue, "pending");
-    rq_call_key(&c, k);
-    qkey(k, queue, "marker");
-    rq_call_key(&c, k);
+    CALL_QKEYS(&c, queue, "jobs", "dead", "pending", "ready", "marker", "att");
     done_key(k, queue, id);
     rq_call_key(&c, k);
-    call_key_named(&c, queue, "unique:", ukey); /* KEYS[6..9] */
-    rate_keys(&c, queue, rkey);
+    CALL_QKEYS(&c, queue, "uud", "rkeys", "rkwait");
+    call_key_named(&c, queue, "unique:", snap->unique_key); /* KEYS[11..12] */
+    call_key_named(&c, queue, "rk:", snap->rate_key);
+    call_prefix(&c, queue);
     rq_call_str(&c, id);
-    rq_call_str(&c, ukey ? ukey : "");
-    rq_call_str(&c, rkey ? rkey : "");
-    rq_reply_free(names);
+    rq_call_str(&c, snap->unique_key ? snap->unique_key : "");
+    rq_call_str(&c, snap->rate_key ? snap->rate_key : "");
+    rq_job_destroy(snap);
     rc = run1(rb, &c, "dead_retry");
     long long code = 0;
     const rq_reply *holder = NULL;

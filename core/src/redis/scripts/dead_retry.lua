@@ -1,38 +1,37 @@
 -- dead_retry: move a dead job back to pending with a fresh set of attempts.
--- KEYS[1] job  KEYS[2] dead  KEYS[3] pending  KEYS[4] marker
--- KEYS[5] finish notice list (cleared: the job is not finished any more)
--- ARGV[1] id
--- Rate key and unique-until-done (the client reads ukey and rkey first):
--- KEYS[6] {runq:Q}:unique:<ukey>  KEYS[7] {runq:Q}:rk:<rkey>  KEYS[8] rkeys
--- KEYS[9] rkwait  ARGV[2] ukey as read  ARGV[3] rkey as read
+-- KEYS[1] jobs  KEYS[2] dead  KEYS[3] pending  KEYS[4] ready  KEYS[5] marker
+-- KEYS[6] att  KEYS[7] finish notice list (cleared: the job is not finished
+-- any more)  KEYS[8] uud  KEYS[9] rkeys  KEYS[10] rkwait
+-- KEYS[11] {runq:Q}:unique:<ukey>  KEYS[12] {runq:Q}:rk:<rkey>
+-- ARGV[1] the queue's key prefix "{runq:Q}:"  ARGV[2] id
+-- ARGV[3] ukey as read  ARGV[4] rkey as read (the client reads the record
+-- first, to declare those keys)
 -- Returns 0 | -13 (no such job) | -15 (the job is not dead)
 --   | {-6, holder} (unique-until-done: another job took the key meanwhile)
 --   | -14 (the record's keys are not the ones the client read)
-local st = redis.pcall('HMGET', KEYS[1], 'state', 'prio', 'ukey', 'rkey', 'uud')
-if type(st) ~= 'table' or st.err or not st[1] then return -13 end
-if st[1] ~= '5' then return -15 end
-local ukey, rkey = st[3] or '', st[4] or ''
-if ARGV[2] and (ukey ~= ARGV[2] or rkey ~= (ARGV[3] or '')) then return -14 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tag, id = ARGV[1], ARGV[2]
+local rec = redis.call('HGET', KEYS[1], id)
+if not rec then
+  -- Done with a kept result: not dead; otherwise unknown (or expired).
+  return redis.call('EXISTS', tag .. 'fin:' .. id) == 1 and -15 or -13
+end
+if not redis.call('ZSCORE', KEYS[2], id) then return -15 end
+local h = rec_parse(rec) or {prio = 0, ukey = '', rkey = '', uud = false}
+if h.ukey ~= ARGV[3] or h.rkey ~= ARGV[4] then return -14 end
+local _, now_s = now_ms()
 -- Unique-until-done: the job takes its key again; if another job holds it
 -- now the retry is refused, so two live jobs never share the key.
-if st[5] == '1' and ukey ~= '' and KEYS[6] then
-  local holder = redis.call('GET', KEYS[6])
-  if holder and holder ~= ARGV[1] then return {-6, holder} end
-  redis.call('SET', KEYS[6], ARGV[1])
+if h.uud and h.ukey ~= '' then
+  local holder = redis.call('GET', KEYS[11])
+  if holder and holder ~= id then return {-6, holder} end
+  redis.call('SET', KEYS[11], id)
+  redis.call('HSET', KEYS[8], id, h.ukey)
 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[1], 'state', 2, 'attempt', 0, 'token', '0', 'lease', 0, 'eta', now)
-local prio = tonumber(st[2]) or 0
-if rkey ~= '' and KEYS[9] then
-  -- Rate key: behind its key, as any job that becomes ready.
-  redis.call('ZADD', KEYS[7], -prio, ARGV[1])
-  redis.call('ZADD', KEYS[9], -prio, ARGV[1])
-  redis.call('ZADD', KEYS[8], 'NX', now, rkey)
-else
-  redis.call('ZADD', KEYS[3], -prio, ARGV[1])
-end
-redis.call('ZADD', KEYS[4], now, 'm')
-redis.call('DEL', KEYS[5])
+redis.call('ZREM', KEYS[2], id)
+local _, _, err = att_parse(redis.call('HGET', KEYS[6], id))
+redis.call('HSET', KEYS[6], id, att_build(0, now_s, err))
+make_ready(tag, {pending = KEYS[3], ready = KEYS[4], rkeys = KEYS[9], rkwait = KEYS[10]}, id,
+  h.prio, h.rkey, now_s)
+redis.call('ZADD', KEYS[5], now_s, 'm')
+redis.call('DEL', KEYS[7])
 return 0

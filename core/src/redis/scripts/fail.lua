@@ -1,37 +1,34 @@
 -- fail: a failed attempt. Retry at now + delay while attempts are left
 -- (attempt <= max_retries), else move the job to the dead letters.
--- With ARGV[5] = '1' (bury) the job goes to the dead letters at once, with
--- ARGV[3] as the reason, whatever attempts it has left: the client could not
+-- With ARGV[6] = '1' (bury) the job goes to the dead letters at once, with
+-- ARGV[4] as the reason, whatever attempts it has left: the client could not
 -- read it (corrupt fields the fetch script cannot judge, such as malformed
 -- msgpack args), so a retry could only fail the same way. As a failure it
 -- counts for the queue gates, like memory/memory.c's fail_or_bury.
--- KEYS[1] job  KEYS[2] active  KEYS[3] scheduled  KEYS[4] dead  KEYS[5] marker
--- KEYS[6] finish notice list {runq:Q}:done:ID (wakes runq_job_wait)
--- ARGV[1] id  ARGV[2] token  ARGV[3] error message  ARGV[4] retry delay ms
--- ARGV[5] '1': bury (absent or '0': a failed attempt)
--- KEYS[7] config hash  KEYS[8] gate state hash  KEYS[9] pending
--- KEYS[10] {runq:Q}:unique:<the job's unique key> (released when the job goes
---          to the dead letters, if it holds the key until done)
+-- KEYS[1] jobs  KEYS[2] active  KEYS[3] lease  KEYS[4] att  KEYS[5] scheduled
+-- KEYS[6] dead  KEYS[7] marker  KEYS[8] config  KEYS[9] gate state
+-- KEYS[10] pending  KEYS[11] ready  KEYS[12] uud  KEYS[13] waiters
+-- ARGV[1] the queue's key prefix "{runq:Q}:"  ARGV[2] id  ARGV[3] token
+-- ARGV[4] error message  ARGV[5] retry delay ms  ARGV[6] '1': bury
 -- Returns {0, dead (0/1)} | {-9}
--- One read of the record: the lease check, the attempt count and the
--- unique-until-done fields.
-local st = redis.pcall('HMGET', KEYS[1], 'state', 'token', 'attempt', 'maxr', 'uud', 'ukey')
-if type(st) ~= 'table' or st.err or st[1] ~= '3' or st[2] ~= ARGV[2] then return {-9} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id = ARGV[1]
+local tag, id = ARGV[1], ARGV[2]
+local lv = redis.call('HGET', KEYS[3], id)
+if not lease_token_ok(lv, ARGV[3]) then return {-9} end
+local now, now_s = now_ms()
+local attempt = lease_attempt(lv)
 redis.call('ZREM', KEYS[2], id)
+redis.call('HDEL', KEYS[3], id)
 -- Queue gates: count failed attempts in a row; N of them pause the queue
 -- (pause_min_ms, doubling per automatic pause up to pause_max_ms). Once the
 -- interval has passed, any failure (the probe's, or a late one) pauses again.
 -- A freed concurrency slot wakes a blocked fetch.
-local gcfg = redis.call('HMGET', KEYS[7], 'climit', 'pause_after', 'pause_min', 'pause_max')
+local gcfg = redis.call('HMGET', KEYS[8], 'climit', 'pause_after', 'pause_min', 'pause_max')
 local after = tonumber(gcfg[2]) or 0
-local gst = redis.call('HMGET', KEYS[8], 'fails', 'level', 'until')
+local gst = redis.call('HMGET', KEYS[9], 'fails', 'level', 'until')
 local fails, level = tonumber(gst[1]) or 0, tonumber(gst[2]) or 0
 if after <= 0 then
   if fails > 0 or level > 0 then
-    redis.call('HSET', KEYS[8], 'fails', 0, 'level', 0, 'until', 0, 'probe', '')
+    redis.call('HSET', KEYS[9], 'fails', '0', 'level', '0', 'until', '0', 'probe', '')
   end
 elseif level > 0 or fails + 1 >= after then
   if level == 0 or now >= (tonumber(gst[3]) or 0) then
@@ -41,31 +38,28 @@ elseif level > 0 or fails + 1 >= after then
       if d >= cap then break end
       d = d * 2
     end
-    redis.call('HSET', KEYS[8], 'fails', 0, 'level', level, 'until', now + math.min(d, cap),
-      'probe', '')
+    redis.call('HSET', KEYS[9], 'fails', '0', 'level', string.format('%d', level), 'until',
+      string.format('%d', now + math.min(d, cap)), 'probe', '')
   end
 else
-  redis.call('HSET', KEYS[8], 'fails', fails + 1)
+  redis.call('HSET', KEYS[9], 'fails', string.format('%d', fails + 1))
 end
-if (tonumber(gcfg[1]) or 0) > 0 and redis.call('ZCARD', KEYS[9]) > 0 then
-  redis.call('ZADD', KEYS[5], now, 'm')
+if (tonumber(gcfg[1]) or 0) > 0 and
+    redis.call('ZCARD', KEYS[10]) + redis.call('LLEN', KEYS[11]) > 0 then
+  redis.call('ZADD', KEYS[7], now_s, 'm')
 end
-if ARGV[5] ~= '1' and (tonumber(st[3]) or 0) <= (tonumber(st[4]) or 0) then
-  local delay = tonumber(ARGV[4])
+local rec = redis.call('HGET', KEYS[1], id)
+local h = rec_parse(rec)
+if ARGV[6] ~= '1' and h and attempt <= h.maxr then
+  local delay = tonumber(ARGV[5])
   if delay < 0 then delay = 0 end
-  local eta = now + delay
-  redis.call('HSET', KEYS[1], 'state', 1, 'eta', eta, 'error', ARGV[3], 'token', '0', 'lease', 0)
-  redis.call('ZADD', KEYS[3], eta, id)
-  redis.call('ZADD', KEYS[5], now, 'm')
+  local eta_s = string.format('%d', now + delay)
+  redis.call('HSET', KEYS[4], id, att_build(attempt, eta_s, ARGV[4]))
+  redis.call('ZADD', KEYS[5], eta_s, id)
+  redis.call('ZADD', KEYS[7], now_s, 'm')
   return {0, 0}
 end
--- Unique-until-done: the job lets its unique key go in this same step, if it
--- still holds it (a later holder's key is never touched).
-if st[5] == '1' and st[6] and st[6] ~= '' and KEYS[10] and redis.call('GET', KEYS[10]) == id then
-  redis.call('DEL', KEYS[10])
-end
-redis.call('HSET', KEYS[1], 'state', 5, 'error', ARGV[3], 'token', '0', 'lease', 0, 'finished', now)
-redis.call('ZADD', KEYS[4], now, id)
-redis.call('RPUSH', KEYS[6], 'dead')
-redis.call('PEXPIRE', KEYS[6], 60000)
+local _, eta = att_parse(redis.call('HGET', KEYS[4], id))
+to_dead(tag, {jobs = KEYS[1], att = KEYS[4], dead = KEYS[6], uud = KEYS[12], waiters = KEYS[13]},
+  id, attempt, eta, ARGV[4], now_s)
 return {0, 1}

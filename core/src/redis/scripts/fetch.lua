@@ -1,56 +1,27 @@
 -- fetch: one atomic step on one queue: promote due scheduled jobs, recover
--- expired leases, bury corrupt and past-deadline jobs, lease up to N jobs.
--- KEYS[1] scheduled  KEYS[2] pending  KEYS[3] active (score: lease expiry)
--- KEYS[4] dead (score: time of death)  KEYS[5] marker
--- ARGV[1] job key prefix "{runq:Q}:job:" (job keys share the queue's hash
---         tag, so every key touched is in the slot of KEYS[1])
+-- expired leases, bury unreadable and past-deadline jobs, lease up to N jobs.
+-- KEYS[1] scheduled  KEYS[2] pending (zset, priority != 0 and promoted rate
+-- key jobs)  KEYS[3] active (score: lease expiry)  KEYS[4] dead (score: time
+-- of death)  KEYS[5] marker  KEYS[6] config hash  KEYS[7] gate state hash
+-- KEYS[8] rkeys  KEYS[9] rkwait  KEYS[10] rkflight (rate keys, see below)
+-- KEYS[11] jobs hash  KEYS[12] ready list  KEYS[13] lease hash  KEYS[14] att
+-- hash  KEYS[15] dl zset  KEYS[16] uud hash  KEYS[17] waiters hash
+-- ARGV[1] the queue's key prefix "{runq:Q}:" (the per-key zsets rk:<key>,
+--         unique:<key> and the finish notices done:<id> are built from it,
+--         so they share the slot of KEYS[1])
 -- ARGV[2] lease ms  ARGV[3] max jobs  ARGV[4] queue name
 -- ARGV[5..] one fresh lease token per job that may be leased
--- KEYS[6] config hash  KEYS[7] gate state hash (queue gates, see below)
--- KEYS[8] rkeys zset  KEYS[9] rkwait zset  KEYS[10] rkflight hash (rate keys,
---         see below; the per-key zsets {runq:Q}:rk:<key> are built from the
---         prefix like job keys, so they share the slot)
--- Returns {now, next_due, n, job fields x n} (20 fields per job, see below);
--- next_due is 0 when nothing is scheduled or leased.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local prefix, lease, max, queue = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+-- Returns {now, next_due, n, lease expiry, job fields x n}: per job id,
+-- record, lease token, attempt, attempt state ("attempt|eta|error" of the
+-- previous attempts, or ''); next_due is 0 when nothing is scheduled or leased.
+local now, now_s, t = now_ms()
+local tag, lease, max, queue = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local BATCH = 1000 -- bound on work per call; the rest is seen on the next one
 local fmt = string.format
--- Integers go to redis.call as strings: a Lua number would be formatted with
--- %.17g and parsed back by Redis.
-local now_s = fmt('%d', now)
--- Finish notices ({runq:Q}:done:ID) share the job keys' prefix and slot.
-local done_prefix = string.sub(prefix, 1, -5) .. 'done:'
-
-local function load(key)
-  local r = redis.pcall('HGETALL', key)
-  if type(r) ~= 'table' or r.err then return nil, 'is not a hash' end
-  if #r == 0 then return nil, 'is missing' end
-  local h = {}
-  for i = 1, #r, 2 do h[r[i]] = r[i + 1] end
-  return h
-end
-
--- Numeric fields every record has, and those enqueue leaves out when they
--- hold their default, 0 (absent reads as 0; present, it must be a number).
-local NUMERIC = {'maxr', 'created', 'eta'}
-local NUMERIC_DEFAULT_0 = {'attempt', 'prio', 'timeout', 'deadline', 'uttl'}
-local function check(h)
-  -- Record version: a record without `v` is version 1 (written before the
-  -- field existed); a newer version may have fields this reader misreads, so
-  -- it is judged first.
-  if h.v and h.v ~= '1' then return 'unsupported record version ' .. h.v end
-  for _, f in ipairs(NUMERIC) do
-    if not tonumber(h[f] or '') then return 'field ' .. f .. ' is missing or not a number' end
-  end
-  for _, f in ipairs(NUMERIC_DEFAULT_0) do
-    if h[f] and not tonumber(h[f]) then return 'field ' .. f .. ' is not a number' end
-  end
-  if not h.task or h.task == '' then return 'field task is missing' end
-  if not h.args or h.args == '' then return 'field args is missing' end
-  return nil
-end
+local K = {scheduled = KEYS[1], pending = KEYS[2], active = KEYS[3], dead = KEYS[4],
+  rkeys = KEYS[8], rkwait = KEYS[9], jobs = KEYS[11], ready = KEYS[12], lease = KEYS[13],
+  att = KEYS[14], dl = KEYS[15], uud = KEYS[16], waiters = KEYS[17]}
+local RKEYS, RKWAIT, RKFLIGHT = KEYS[8], KEYS[9], KEYS[10]
 
 -- Rate keys (per-key interval limit; docs/redis-backend.md). A ready job
 -- with a rate key waits in {runq:Q}:rk:<key> (score -priority) and in rkwait
@@ -59,23 +30,10 @@ end
 -- pending (rkflight: id -> key). Leasing that job re-scores the key at
 -- now + interval, so jobs of one key start at least an interval apart, and a
 -- waiting key never holds up other keys or unkeyed jobs.
-local RKEYS, RKWAIT, RKFLIGHT = KEYS[8], KEYS[9], KEYS[10]
-local tag_prefix = string.sub(prefix, 1, -5) -- "{runq:Q}:"
-local rk_started = false
-
--- A job became ready: into pending, or behind its rate key.
 -- rk_dirty: RKEYS was written, so step 4 reads its head again.
-local rk_dirty = false
+local rk_dirty, rk_started = false, false
 local function ready(id, prio, rkey)
-  local score = fmt('%d', -prio)
-  if rkey and rkey ~= '' then
-    redis.call('ZADD', tag_prefix .. 'rk:' .. rkey, score, id)
-    redis.call('ZADD', RKWAIT, score, id)
-    redis.call('ZADD', RKEYS, 'NX', now_s, rkey)
-    rk_dirty = true
-  else
-    redis.call('ZADD', KEYS[2], score, id)
-  end
+  if make_ready(tag, K, id, prio, rkey, now_s) then rk_dirty = true end
 end
 
 -- A promoted job left pending: leased (its key's next job may be promoted
@@ -88,36 +46,15 @@ local function rk_left(id, at)
   rk_dirty = true
 end
 
--- Unique-until-done: a job that dies lets its unique key go, if it still
--- holds it (a later holder's key is never touched).
-local function unique_release(id, key)
-  local u = redis.call('HMGET', key, 'uud', 'ukey')
-  if u[1] == '1' and u[2] and u[2] ~= '' then
-    local ukey = tag_prefix .. 'unique:' .. u[2]
-    if redis.call('GET', ukey) == id then redis.call('DEL', ukey) end
-  end
-end
-
 -- a_dirty: the active zset lost entries, so step 4 reads its head again.
 local a_dirty = false
-local function bury(id, key, reason, readable)
+-- Dead-letter a job taken out of scheduled, pending, ready or active.
+local function bury(id, attempt, reason)
   a_dirty = true
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZREM', K.active, id)
+  redis.call('HDEL', K.lease, id)
   rk_left(id, now) -- rate key: it never started
-  if readable then unique_release(id, key) end
-  if not readable then
-    -- Unreadable record: replace it with a stub that says why, so that it
-    -- can still be listed and inspected.
-    redis.call('DEL', key)
-    redis.call('HSET', key, 'id', id, 'queue', queue, 'task', '', 'attempt', '0', 'maxr', '0',
-      'prio', '0', 'created', now_s, 'eta', now_s, 'timeout', '0', 'deadline', '0', 'uttl', '0')
-  end
-  redis.call('HSET', key, 'state', '5', 'error', reason, 'token', '0', 'lease', '0')
-  redis.call('ZADD', KEYS[4], now_s, id)
-  redis.call('RPUSH', done_prefix .. id, 'dead')
-  redis.call('PEXPIRE', done_prefix .. id, 60000)
+  to_dead(tag, K, id, attempt, '0', reason, now_s)
 end
 
 -- The head (lowest score) of a zset, or nil; a scan below runs only when its
@@ -133,33 +70,45 @@ local a_scan = a_head ~= nil and a_head <= now
 local rk_scan = rk_head ~= nil and rk_head <= now
 
 -- 1. Promote due scheduled jobs.
-for _, id in ipairs(s_scan and redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', 0, BATCH) or {}) do
-  local key = prefix .. id
-  local f = redis.pcall('HMGET', key, 'prio', 'rkey')
-  local prio, rkey = 0, ''
-  if type(f) == 'table' and not f.err then prio, rkey = tonumber(f[1] or '') or 0, f[2] or '' end
-  redis.call('ZREM', KEYS[1], id)
-  ready(id, prio, rkey)
-  redis.pcall('HSET', key, 'state', '2')
+local due = s_scan and redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now_s, 'LIMIT', 0, BATCH)
+  or {}
+if #due > 0 then
+  redis.call('ZREM', K.scheduled, unpack(due))
+  local recs = redis.call('HMGET', K.jobs, unpack(due))
+  for i, id in ipairs(due) do
+    local h, why = rec_parse(recs[i])
+    if h then
+      ready(id, h.prio, h.rkey)
+    else
+      bury(id, att_parse(redis.call('HGET', K.att, id)), 'corrupt job: ' .. why)
+    end
+  end
 end
 
 -- 2. Recover expired leases: the attempt stays counted.
-for _, id in ipairs(a_scan and redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_s, 'LIMIT', 0, BATCH) or {}) do
-  local key = prefix .. id
-  local h, why = load(key)
-  local bad = h and check(h) or (not h and ('the job record ' .. why))
-  if bad then
-    bury(id, key, 'corrupt job: ' .. bad, h ~= nil)
-  elseif h.state ~= '3' then
-    -- A lease entry whose job is no longer active (settled): drop the
+for _, id in ipairs(a_scan and redis.call('ZRANGEBYSCORE', K.active, '-inf', now_s, 'LIMIT', 0, BATCH) or {}) do
+  local lv = redis.call('HGET', K.lease, id)
+  if not lv then
+    -- A lease entry whose job is no longer leased (settled): drop the
     -- entry, never re-run the job.
-    redis.call('ZREM', KEYS[3], id)
-  elseif (tonumber(h.attempt) or 0) > tonumber(h.maxr) then
-    bury(id, key, 'lease expired', true)
+    redis.call('ZREM', K.active, id)
+    a_dirty = true
   else
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('HSET', key, 'state', '2', 'error', 'lease expired', 'token', '0', 'lease', '0')
-    ready(id, tonumber(h.prio) or 0, h.rkey)
+    local rec = redis.call('HGET', K.jobs, id)
+    local h, why = rec_parse(rec)
+    local attempt = lease_attempt(lv)
+    if not h then
+      bury(id, attempt, 'corrupt job: ' .. why)
+    elseif attempt > h.maxr then
+      bury(id, attempt, 'lease expired')
+    else
+      redis.call('ZREM', K.active, id)
+      redis.call('HDEL', K.lease, id)
+      a_dirty = true
+      local _, eta = att_parse(redis.call('HGET', K.att, id))
+      redis.call('HSET', K.att, id, att_build(attempt, eta, 'lease expired'))
+      ready(id, h.prio, h.rkey)
+    end
   end
 end
 
@@ -168,16 +117,16 @@ end
 -- interval with nothing behind them.
 if rk_scan then rk_dirty = true end
 for _, rkey in ipairs(rk_scan and redis.call('ZRANGEBYSCORE', RKEYS, '-inf', now_s, 'LIMIT', 0, BATCH) or {}) do
-  local rk = tag_prefix .. 'rk:' .. rkey
-  local head = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
-  if #head == 0 then
+  local rk = tag .. 'rk:' .. rkey
+  local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  if #first == 0 then
     redis.call('ZREM', RKEYS, rkey)
   else
-    redis.call('ZREM', rk, head[1])
-    redis.call('ZREM', RKWAIT, head[1])
-    redis.call('ZADD', KEYS[2], head[2], head[1])
+    redis.call('ZREM', rk, first[1])
+    redis.call('ZREM', RKWAIT, first[1])
+    redis.call('ZADD', K.pending, first[2], first[1])
     redis.call('ZADD', RKEYS, '+inf', rkey)
-    redis.call('HSET', RKFLIGHT, head[1], rkey)
+    redis.call('HSET', RKFLIGHT, first[1], rkey)
   end
 end
 
@@ -206,7 +155,7 @@ if rate > 0 then
   tat = math.max(tonumber(gst[5]) or 0, now_us)
 end
 local probe = gst[4] or ''
-if auto and probe ~= '' and redis.pcall('HGET', prefix .. probe, 'state') ~= '3' then
+if auto and probe ~= '' and redis.call('HEXISTS', K.lease, probe) == 0 then
   probe = '' -- the probe came back without an outcome (lease expired): another may go
 end
 if gst[1] == '1' then
@@ -223,70 +172,109 @@ else
     end
   end
   if allow > 0 and climit > 0 then
-    allow = math.max(0, math.min(allow, climit - redis.call('ZCARD', KEYS[3])))
+    allow = math.max(0, math.min(allow, climit - redis.call('ZCARD', K.active)))
   end
   if allow > 0 and rate > 0 then
     allow = math.max(0, math.min(allow, math.floor((now_us + tau - tat) / emission) + 1))
   end
 end
 
--- 3. Lease up to max pending jobs: highest priority, then oldest id.
-local out = {}
-local taken = 0
+-- 3. Lease up to `cap` jobs: positive priorities (pending, score < 0), then
+-- priority 0 oldest id first, then negative priorities. Priority 0 jobs wait
+-- in the ready list (fresh ones, in enqueue order) or in pending with score
+-- 0 (jobs that became ready again: retries, recovered and released jobs,
+-- promoted rate key jobs), so the two are merged by id. Every job taken out
+-- is either leased or buried below, so none is lost.
+local cap = math.min(max, allow)
+local ids, zsrc = {}, {} -- zsrc[i]: ids[i] came from pending (may hold a rate key)
+local function from_pending(list)
+  for _, id in ipairs(list) do
+    ids[#ids + 1] = id
+    zsrc[#ids] = true
+  end
+end
+local p_head = cap > 0 and head(K.pending)
+if p_head and p_head < 0 then
+  local got = redis.call('ZRANGEBYSCORE', K.pending, '-inf', '(0', 'LIMIT', 0, cap)
+  if #got > 0 then redis.call('ZREM', K.pending, unpack(got)) end
+  from_pending(got)
+end
+local zero = (p_head and cap > #ids) and
+  redis.call('ZRANGEBYSCORE', K.pending, '0', '0', 'LIMIT', 0, cap - #ids) or {}
+if #zero == 0 then
+  local got = cap > #ids and redis.call('LPOP', K.ready, cap - #ids)
+  if got then for _, id in ipairs(got) do ids[#ids + 1] = id end end
+else
+  local list = redis.call('LRANGE', K.ready, 0, cap - #ids - 1)
+  local li, zi, ztaken = 1, 1, {}
+  while #ids < cap and (li <= #list or zi <= #zero) do
+    if zi > #zero or (li <= #list and list[li] < zero[zi]) then
+      ids[#ids + 1] = list[li]
+      li = li + 1
+    else
+      ztaken[#ztaken + 1] = zero[zi]
+      from_pending({zero[zi]})
+      zi = zi + 1
+    end
+  end
+  if li > 1 then redis.call('LTRIM', K.ready, li - 1, -1) end
+  if #ztaken > 0 then redis.call('ZREM', K.pending, unpack(ztaken)) end
+end
+if p_head and cap > #ids then
+  local popped = redis.call('ZPOPMIN', K.pending, cap - #ids)
+  local got = {}
+  for p = 1, #popped, 2 do got[#got + 1] = popped[p] end
+  from_pending(got)
+end
+
+local out, taken = {}, 0
 local expiry = now + lease
 local expiry_s = fmt('%d', expiry)
-local cap = math.min(max, allow)
--- ZPOPMIN takes as many as may still be leased in one call; every popped job
--- is either leased or buried below, so none is lost from pending.
-while taken < cap do
-  local popped = redis.call('ZPOPMIN', KEYS[2], cap - taken)
-  if #popped == 0 then break end
-  for p = 1, #popped, 2 do
-    local id = popped[p]
-    local key = prefix .. id
-    local h, why = load(key)
-    local bad = h and check(h) or (not h and ('the job record ' .. why))
-    if bad then
-      bury(id, key, 'corrupt job: ' .. bad, h ~= nil)
-    elseif (tonumber(h.deadline) or 0) > 0 and now > tonumber(h.deadline) then
-      bury(id, key, 'deadline passed', true)
+if #ids > 0 then
+  local recs = redis.call('HMGET', K.jobs, unpack(ids))
+  local atts = redis.call('HMGET', K.att, unpack(ids))
+  local dls = redis.call('EXISTS', K.dl) == 1 and redis.call('ZMSCORE', K.dl, unpack(ids)) or {}
+  local zadd, lset = {K.active}, {K.lease}
+  for i, id in ipairs(ids) do
+    local rec, attempt = recs[i], att_parse(atts[i])
+    -- The version is judged here; the client reads the rest and buries a
+    -- record it cannot decode (fail.lua with the bury flag).
+    if type(rec) ~= 'string' or string.sub(rec, 1, 2) ~= '2|' then
+      local _, why = rec_parse(rec)
+      bury(id, attempt, 'corrupt job: ' .. why)
+    elseif dls[i] and tonumber(dls[i]) < now then
+      bury(id, attempt, 'deadline passed')
     else
       taken = taken + 1
-      local attempt = (tonumber(h.attempt) or 0) + 1
+      attempt = attempt + 1
       local token = ARGV[4 + taken]
-      redis.call('HSET', key, 'state', '3', 'attempt', fmt('%d', attempt), 'token', token,
-        'lease', expiry_s)
-      redis.call('ZADD', KEYS[3], expiry_s, id)
+      zadd[#zadd + 1] = expiry_s
+      zadd[#zadd + 1] = id
+      lset[#lset + 1] = id
+      lset[#lset + 1] = token .. '|' .. attempt
       -- rate key: the key's next job may start an interval from now
-      if h.rkey and h.rkey ~= '' then
-        rk_left(id, now + (tonumber(h.rint) or 0))
-        rk_started = true
+      if zsrc[i] then
+        local rkey = redis.call('HGET', RKFLIGHT, id)
+        if rkey then
+          local h = rec_parse(rec)
+          rk_left(id, now + (h and h.rint or 0))
+          rk_started = true
+        end
       end
       -- queue gates: spend a rate token; the first job after an automatic pause is the probe
       if rate > 0 then tat = math.max(tat, now_us) + emission end
       if auto then probe = id end
       local n = #out
       out[n + 1] = id
-      out[n + 2] = h.task
-      out[n + 3] = h.queue or queue
-      out[n + 4] = h.args
-      out[n + 5] = attempt
-      out[n + 6] = tonumber(h.maxr)
-      out[n + 7] = tonumber(h.prio) or 0
-      out[n + 8] = tonumber(h.created)
-      out[n + 9] = tonumber(h.eta)
-      out[n + 10] = tonumber(h.timeout) or 0
-      out[n + 11] = tonumber(h.deadline) or 0
-      out[n + 12] = h.ukey or ''
-      out[n + 13] = tonumber(h.uttl) or 0
-      out[n + 14] = h.error or ''
-      out[n + 15] = token
-      out[n + 16] = expiry
-      out[n + 17] = h.meta or ''
-      out[n + 18] = h.rkey or ''                       -- rate key ('' none)
-      out[n + 19] = tonumber(h.rint or '') or 0        -- rate interval ms
-      out[n + 20] = h.uud == '1' and 1 or 0            -- unique until done
+      out[n + 2] = rec
+      out[n + 3] = token
+      out[n + 4] = attempt
+      out[n + 5] = atts[i] or ''
     end
+  end
+  if taken > 0 then
+    redis.call('ZADD', unpack(zadd))
+    redis.call('HSET', unpack(lset))
   end
 end
 
@@ -294,8 +282,8 @@ end
 -- The heads read at the start still hold unless a step above wrote the zset:
 -- scheduled only loses jobs to promotion; active gains leases at `expiry`.
 local next_due = 0
-if s_scan then s_head = head(KEYS[1]) end
-if a_scan or a_dirty then a_head = head(KEYS[3]) end
+if s_scan then s_head = head(K.scheduled) end
+if a_scan or a_dirty then a_head = head(K.active) end
 if taken > 0 and (a_head == nil or expiry < a_head) then a_head = expiry end
 if s_head then next_due = s_head end
 if a_head and (next_due == 0 or a_head < next_due) then next_due = a_head end
@@ -317,7 +305,7 @@ if taken > 0 and rate > 0 then
   redis.call('HSET', GATE_STATE, 'tat', string.format('%.0f', tat))
 end
 if taken > 0 and auto then redis.call('HSET', GATE_STATE, 'probe', probe) end
-local waiting = redis.call('ZCARD', KEYS[2])
+local waiting = redis.call('ZCARD', K.pending) + redis.call('LLEN', K.ready)
 if waiting > 0 and rate > 0 and gst[1] ~= '1' then
   local at = math.ceil((math.max(tat, now_us) - tau) / 1000)
   if at > now and (gate_due == 0 or at > gate_due) then gate_due = at end
@@ -328,6 +316,6 @@ end
 -- Work left over: wake another blocked fetch at once.
 if waiting > 0 and allow >= max then redis.call('ZADD', KEYS[5], now_s, 'm') end
 
-local res = {now, next_due, taken}
-for i = 1, #out do res[3 + i] = out[i] end
+local res = {now, next_due, taken, expiry}
+for i = 1, #out do res[4 + i] = out[i] end
 return res

@@ -1,28 +1,27 @@
--- release: give a leased, not started job back to pending, uncounting the
--- attempt it was fetched with.
--- KEYS[1] job  KEYS[2] active  KEYS[3] pending  KEYS[4] marker
--- ARGV[1] id  ARGV[2] token
--- KEYS[5] gate state hash (a released probe job lets another be the probe)
--- KEYS[6] {runq:Q}:rk:<the job's rate key>  KEYS[7] rkeys  KEYS[8] rkwait
---         (a job with a rate key goes back behind its key, not to pending)
+-- release: give a leased, not started job back, uncounting the attempt it was
+-- fetched with.
+-- KEYS[1] jobs  KEYS[2] active  KEYS[3] lease  KEYS[4] att  KEYS[5] pending
+-- KEYS[6] ready  KEYS[7] marker  KEYS[8] gate state (a released probe job
+-- lets another be the probe)  KEYS[9] rkeys  KEYS[10] rkwait
+-- ARGV[1] the queue's key prefix "{runq:Q}:" (a job with a rate key goes back
+--         behind its key, <prefix>rk:<key>, not to pending)
+-- ARGV[2] id  ARGV[3] token
 -- Returns 0 | -9
-local st = redis.pcall('HMGET', KEYS[1], 'state', 'token', 'attempt', 'prio', 'rkey')
-if type(st) ~= 'table' or st.err or st[1] ~= '3' or st[2] ~= ARGV[2] then return -9 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local attempt = (tonumber(st[3]) or 1) - 1
-if attempt < 0 then attempt = 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('HGET', KEYS[5], 'probe') == ARGV[1] then redis.call('HSET', KEYS[5], 'probe', '') end
-redis.call('HSET', KEYS[1], 'state', 2, 'attempt', attempt, 'token', '0', 'lease', 0)
-local rkey = st[5] or ''
-if rkey ~= '' and KEYS[8] then
-  -- Rate key: back behind its key (which keeps the time set at the lease).
-  redis.call('ZADD', KEYS[6], -(tonumber(st[4]) or 0), ARGV[1])
-  redis.call('ZADD', KEYS[8], -(tonumber(st[4]) or 0), ARGV[1])
-  redis.call('ZADD', KEYS[7], 'NX', now, rkey)
-else
-  redis.call('ZADD', KEYS[3], -(tonumber(st[4]) or 0), ARGV[1])
+local tag, id = ARGV[1], ARGV[2]
+local lv = redis.call('HGET', KEYS[3], id)
+if not lease_token_ok(lv, ARGV[3]) then return -9 end
+local _, now_s = now_ms()
+local attempt = lease_attempt(lv) - 1
+redis.call('ZREM', KEYS[2], id)
+redis.call('HDEL', KEYS[3], id)
+if redis.call('HGET', KEYS[8], 'probe') == id then redis.call('HSET', KEYS[8], 'probe', '') end
+local old = redis.call('HGET', KEYS[4], id)
+if old or attempt > 0 then
+  local _, eta, err = att_parse(old)
+  redis.call('HSET', KEYS[4], id, att_build(math.max(attempt, 0), eta, err))
 end
-redis.call('ZADD', KEYS[4], now, 'm')
+local h = rec_parse(redis.call('HGET', KEYS[1], id))
+make_ready(tag, {pending = KEYS[5], ready = KEYS[6], rkeys = KEYS[9], rkwait = KEYS[10]}, id,
+  h and h.prio or 0, h and h.rkey or '', now_s)
+redis.call('ZADD', KEYS[7], now_s, 'm')
 return 0

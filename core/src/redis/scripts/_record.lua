@@ -1,0 +1,133 @@
+-- Shared by every script: cmake/embed_scripts.cmake puts each file named
+-- _*.lua in front of every other script, so these helpers exist once.
+-- The job record, version 2 (docs/protocol.md, "The job record"): one string
+--   2|maxr|prio|created|eta|timeout|deadline|uttl|rint|uud|#task|#args|#ukey|#meta|#rkey|
+-- followed by task, args, ukey, meta and rkey, back to back (# = byte length).
+-- Plain concatenation: hot paths store and return it without decoding it,
+-- and it is cheaper to build here than a msgpack map.
+local function rec_build(maxr, prio, created, eta, timeout, deadline, uttl, rint, uud, task, args,
+                         ukey, meta, rkey)
+  return table.concat({'2', maxr, prio, created, eta, timeout, deadline, uttl, rint, uud, #task,
+    #args, #ukey, #meta, #rkey, task .. args .. ukey .. meta .. rkey}, '|')
+end
+
+local REC_PAT = '^2|(%d+)|(%-?%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|([01])|' ..
+  '(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|()'
+
+-- The record as a table, or nil and why it cannot be read.
+local function rec_parse(r)
+  if type(r) ~= 'string' then return nil, 'the job record is missing' end
+  local v = string.match(r, '^(%d+)|')
+  if v ~= '2' then
+    return nil, v and ('unsupported record version ' .. v) or 'the job record is malformed'
+  end
+  local maxr, prio, created, eta, timeout, deadline, uttl, rint, uud, lt, la, lu, lm, lr, p =
+    string.match(r, REC_PAT)
+  if not p then return nil, 'the job record is malformed' end
+  lt, la, lu, lm, lr = tonumber(lt), tonumber(la), tonumber(lu), tonumber(lm), tonumber(lr)
+  if p + lt + la + lu + lm + lr - 1 ~= #r then return nil, 'the job record is malformed' end
+  local h = {maxr = tonumber(maxr), prio = tonumber(prio), created = created, eta = eta,
+    timeout = timeout, deadline = tonumber(deadline), uttl = uttl, rint = tonumber(rint),
+    uud = uud == '1'}
+  h.task = string.sub(r, p, p + lt - 1)
+  p = p + lt
+  h.args = string.sub(r, p, p + la - 1)
+  p = p + la
+  h.ukey = string.sub(r, p, p + lu - 1)
+  p = p + lu
+  h.meta = string.sub(r, p, p + lm - 1)
+  h.rkey = string.sub(r, p + lm, p + lm + lr - 1)
+  return h
+end
+
+-- Server time in ms, as a number and as the decimal string handed to
+-- redis.call (a Lua number would be formatted with %.17g and parsed back).
+local function now_ms()
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return now, string.format('%d', now), t
+end
+
+-- The attempt state of a job that is not leased ({runq:Q}:att, absent: none
+-- yet): "attempt|eta|error", the attempts made, the eta of a retry (0: the
+-- record's) and the last attempt's error.
+local function att_build(attempt, eta, err)
+  return table.concat({attempt, eta, err or ''}, '|')
+end
+local function att_parse(s)
+  if type(s) ~= 'string' then return 0, '0', '' end
+  local a, e, p = string.match(s, '^(%d+)|(%d+)|()')
+  if not a then return 0, '0', '' end
+  return tonumber(a), e, string.sub(s, p)
+end
+
+-- A lease ({runq:Q}:lease): "token|attempt".
+local function lease_token_ok(lv, token)
+  return type(lv) == 'string' and string.sub(lv, 1, #token + 1) == token .. '|'
+end
+local function lease_attempt(lv)
+  return tonumber(string.match(lv, '|(%d+)$')) or 1
+end
+
+-- A job that became ready again (a due retry or delayed job, a recovered,
+-- released or dead-retried one) goes to the pending zset (score -priority,
+-- ties by id, so a retry keeps its place among priority 0 jobs: fetch merges
+-- them with the ready list by id), or behind its rate key. Fresh priority 0
+-- jobs go to the ready list (enqueue.lua). Returns true when the rate key
+-- schedule was written.
+local function make_ready(tag, keys, id, prio, rkey, now_s)
+  local score = string.format('%d', -prio)
+  if rkey and rkey ~= '' then
+    redis.call('ZADD', tag .. 'rk:' .. rkey, score, id)
+    redis.call('ZADD', keys.rkwait, score, id)
+    redis.call('ZADD', keys.rkeys, 'NX', now_s, rkey)
+    return true
+  end
+  redis.call('ZADD', keys.pending, score, id)
+  return false
+end
+
+-- Tell runq_job_wait callers that these jobs finished: only jobs someone
+-- registered a wait for ({runq:Q}:waiters, written by wait.lua) get a
+-- notice list, so an unwatched job costs one EXISTS per call.
+local function notify(tag, waiters, ids, what)
+  if #ids == 0 or redis.call('EXISTS', waiters) == 0 then return end
+  local w = redis.call('HMGET', waiters, unpack(ids))
+  for i = 1, #ids do
+    if w[i] then
+      local k = tag .. 'done:' .. ids[i]
+      redis.call('RPUSH', k, what)
+      redis.call('PEXPIRE', k, '60000')
+      redis.call('HDEL', waiters, ids[i])
+    end
+  end
+end
+
+-- Unique-until-done: jobs that finish let their unique keys go, if they still
+-- hold them ({runq:Q}:uud: id -> unique key, for such jobs only).
+local function unique_release(tag, uud, ids)
+  if #ids == 0 or redis.call('EXISTS', uud) == 0 then return end
+  local u = redis.call('HMGET', uud, unpack(ids))
+  for i = 1, #ids do
+    if u[i] then
+      local k = tag .. 'unique:' .. u[i]
+      if redis.call('GET', k) == ids[i] then redis.call('DEL', k) end
+      redis.call('HDEL', uud, ids[i])
+    end
+  end
+end
+
+-- Dead-letter one job that is no longer in scheduled, pending, ready or
+-- active: its attempt state carries the reason, the dead zset the time.
+-- A missing record is replaced by an empty one, so that the job can still be
+-- listed and inspected; an unreadable one is kept as it is.
+local function to_dead(tag, keys, id, attempt, eta, reason, now_s)
+  if redis.call('HEXISTS', keys.jobs, id) == 0 then
+    redis.call('HSET', keys.jobs, id,
+      rec_build('0', '0', now_s, now_s, '0', '0', '0', '0', '0', '', '', '', '', ''))
+  end
+  unique_release(tag, keys.uud, {id})
+  redis.call('HSET', keys.att, id, att_build(attempt, eta, reason))
+  redis.call('ZADD', keys.dead, now_s, id)
+  notify(tag, keys.waiters, {id}, 'dead')
+end
