@@ -98,10 +98,19 @@ TEST(a_record_header_that_is_not_numbers_is_dead_lettered) {
     memcpy(raw + n, rec.s[1], rec.len[1]);
     freeReplyObject(t_cmd(r, "HSET {runq:rec}:jobs %s %b", id, raw, (size_t)n + rec.len[1]));
     t_rec_free(&rec);
+    /* A negative number where only the priority may be one (the timeout):
+     * the client's parser refuses it as the scripts' parser does. */
+    char neg[RUNQ_ID_SIZE];
+    t_enqueue(c, neg, "t", 2, &o);
+    t_rec_read(r, "rec", neg, &rec);
+    rec.h[5] = -5;
+    t_rec_write(r, "rec", neg, &rec);
+    t_rec_free(&rec);
     runq_worker *w = t_pull_worker(c, "rec", 30000, 1);
     runq_job *j = NULL;
     ASSERT_EQ(runq_worker_next(w, &j, 500), RUNQ_ETIMEOUT);
     check_dead_with(c, id, "corrupt job: the job record is malformed");
+    check_dead_with(c, neg, "corrupt job: the job record is malformed");
     runq_worker_free(w);
     redisFree(r);
     runq_client_close(c);

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A decimal integer (optionally negative) ending at a '|'; advances *p past
- * the '|'. */
-static bool num(const char **p, const char *end, int64_t *out) {
+/* A decimal integer ending at a '|' (negative only where `signed_ok`, as
+ * the scripts' parser takes it); advances *p past the '|'. */
+static bool snum(const char **p, const char *end, int64_t *out, bool signed_ok) {
     const char *s = *p;
-    bool neg = s < end && *s == '-';
+    bool neg = signed_ok && s < end && *s == '-';
     if (neg) s++;
     if (s >= end || *s < '0' || *s > '9') return false;
     int64_t v = 0;
@@ -22,6 +22,10 @@ static bool num(const char **p, const char *end, int64_t *out) {
     *out = neg ? -v : v;
     *p = s + 1;
     return true;
+}
+
+static bool num(const char **p, const char *end, int64_t *out) {
+    return snum(p, end, out, false);
 }
 
 /* Take n bytes from *p as a span. */
@@ -41,14 +45,14 @@ const char *rq_record_parse(rq_record *rec, const char *s, size_t len) {
     int64_t v;
     if (!s || !num(&p, end, &v)) return bad;
     rec->version = (int)v;
-    if (v != 2) {
+    if (v != RQ_RECORD_VERSION) {
         snprintf(why, sizeof why, "unsupported record version %lld", (long long)v);
         return why;
     }
     int64_t *n[] = {&rec->maxr, &rec->prio, &rec->created, &rec->eta, &rec->timeout,
                     &rec->deadline, &rec->uttl, &rec->rint};
     for (size_t i = 0; i < sizeof n / sizeof *n; i++)
-        if (!num(&p, end, n[i])) return bad;
+        if (!snum(&p, end, n[i], n[i] == &rec->prio)) return bad; /* only the priority is signed */
     int64_t uud, lens[5];
     if (!num(&p, end, &uud) || (uud != 0 && uud != 1)) return bad;
     rec->uud = uud == 1;
@@ -116,7 +120,7 @@ bool rq_att_parse(rq_att *att, const char *s, size_t len) {
     if (!s || len == 0) return true;
     const char *p = s, *end = s + len;
     int64_t a;
-    if (!num(&p, end, &a) || a < 0 || a > INT32_MAX || !num(&p, end, &att->eta)) return false;
+    if (!num(&p, end, &a) || a > INT32_MAX || !num(&p, end, &att->eta)) return false;
     att->attempt = (int)a;
     att->error.p = p;
     att->error.len = (size_t)(end - p);
@@ -128,7 +132,7 @@ bool rq_fin_parse(rq_fin *fin, const char *s, size_t len) {
     const char *p = s, *end = s + len;
     int64_t state, attempt, rl, al;
     if (!s || !num(&p, end, &state) || state != 4 || !num(&p, end, &fin->finished) ||
-        !num(&p, end, &attempt) || attempt < 0 || attempt > INT32_MAX || !num(&p, end, &rl) ||
+        !num(&p, end, &attempt) || attempt > INT32_MAX || !num(&p, end, &rl) ||
         !num(&p, end, &al) || !take(&p, end, rl, &fin->result) || !take(&p, end, al, &fin->att))
         return false;
     fin->attempt = (int)attempt;
