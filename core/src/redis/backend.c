@@ -729,8 +729,8 @@ static int redis_release(runq_backend *b, const runq_job *job) {
     rq_redis *rb = RB(b);
     rq_call c;
     rq_call_init(&c, rb->script[S_RELEASE]);
-    CALL_QKEYS(&c, job->queue, "jobs", "active", "lease", "att", "pending", "ready", "marker",
-               "gate", "rkeys", "rkwait");
+    CALL_QKEYS(&c, job->queue, "jobs", "active", "lease", "att", "pending", "marker", "gate",
+               "rkeys", "rkwait");
     call_prefix(&c, job->queue);
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
@@ -808,8 +808,9 @@ static int simple(rq_redis *rb, int argc, const char *const *argv, rq_reply **ou
 static int job_from_get(runq_job **out, const rq_reply *r, const char *id, const char *queue) {
     long long state = 0;
     rq_reply_int(rq_reply_at(r, 0), &state);
-    rq_span rs = {0}, as = {0}, ls = {0}, res = {0};
-    int64_t lease_until = 0, time = 0;
+    rq_span rs = {0}, as = {0}, res = {0};
+    int64_t lease_until = 0, time = 0, lease_attempt = 0;
+    uint64_t token = 0;
     int attempt = -1;
     if (state == RUNQ_STATE_DONE) {
         rq_span fs;
@@ -823,12 +824,10 @@ static int job_from_get(runq_job **out, const rq_reply *r, const char *id, const
     } else {
         reply_span(rq_reply_at(r, 1), &rs);
         reply_span(rq_reply_at(r, 2), &as);
-        reply_span(rq_reply_at(r, 3), &ls);
-        const rq_reply *e = rq_reply_at(r, 4), *t = rq_reply_at(r, 5);
-        if (e && e->type == RQ_REPLY_STRING) lease_until = strtoll(e->str, NULL, 10);
-        else reply_i64(e, &lease_until);
-        if (t && t->type == RQ_REPLY_STRING) time = strtoll(t->str, NULL, 10);
-        else reply_i64(t, &time);
+        reply_u64(rq_reply_at(r, 3), &token);
+        reply_i64(rq_reply_at(r, 4), &lease_until);
+        reply_i64(rq_reply_at(r, 5), &time);
+        reply_i64(rq_reply_at(r, 6), &lease_attempt);
     }
     runq_job *j = rq_job_new();
     if (!j) return rq_error(RUNQ_ENOMEM, "out of memory");
@@ -853,12 +852,9 @@ static int job_from_get(runq_job **out, const rq_reply *r, const char *id, const
     j->state = state >= RUNQ_STATE_SCHEDULED && state <= RUNQ_STATE_DEAD ? (runq_job_state)state
                                                                            : RUNQ_STATE_DEAD;
     if (attempt >= 0) j->attempt = attempt;
-    if (ls.len) { /* "token|attempt" */
-        char lv[64];
-        snprintf(lv, sizeof lv, "%.*s", (int)ls.len, ls.p);
-        char *bar = strchr(lv, '|');
-        j->lease_token = strtoull(lv, NULL, 10);
-        if (bar) j->attempt = (int)strtol(bar + 1, NULL, 10);
+    if (token) {
+        j->lease_token = token;
+        j->attempt = (int)lease_attempt;
         j->lease_until_ms = lease_until;
     }
     if (j->state == RUNQ_STATE_SCHEDULED && time > 0) j->eta_ms = time;
@@ -1059,11 +1055,11 @@ static int redis_dead_retry(runq_backend *b, const char *id) {
     if (rc) return rc;
     rq_call c;
     rq_call_init(&c, rb->script[S_DEAD_RETRY]);
-    CALL_QKEYS(&c, queue, "jobs", "dead", "pending", "ready", "marker", "att");
+    CALL_QKEYS(&c, queue, "jobs", "dead", "pending", "marker", "att");
     done_key(k, queue, id);
     rq_call_key(&c, k);
     CALL_QKEYS(&c, queue, "uud", "rkeys", "rkwait");
-    call_key_named(&c, queue, "unique:", snap->unique_key); /* KEYS[11..12] */
+    call_key_named(&c, queue, "unique:", snap->unique_key); /* KEYS[10..11] */
     call_key_named(&c, queue, "rk:", snap->rate_key);
     call_prefix(&c, queue);
     rq_call_str(&c, id);

@@ -88,7 +88,7 @@ local function make_ready(tag, keys, id, prio, rkey, now_s)
 end
 
 -- Tell runq_job_wait callers that these jobs finished: only jobs someone
--- registered a wait for ({runq:Q}:waiters, written by wait.lua) get a
+-- registered a wait for ({runq:Q}:waiters, written by get.lua) get a
 -- notice list, so an unwatched job costs one EXISTS per call.
 local function notify(tag, waiters, ids, what)
   if #ids == 0 or redis.call('EXISTS', waiters) == 0 then return end

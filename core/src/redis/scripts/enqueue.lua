@@ -3,11 +3,11 @@
 -- the records and the ready list written with one command each).
 -- KEYS[1] jobs hash      {runq:Q}:jobs        (id -> record, docs/protocol.md)
 -- KEYS[2] scheduled zset {runq:Q}:scheduled   (score: eta ms)
--- KEYS[3] pending zset   {runq:Q}:pending     (score: -priority, priority != 0)
+-- KEYS[3] pending zset   {runq:Q}:pending     (score: -priority; ties by id)
 -- KEYS[4] marker zset    {runq:Q}:marker      (wakes blocked fetches)
 -- KEYS[5] queue config   {runq:Q}:config
 -- KEYS[6] unique key     {runq:Q}:unique:KEY  (unused when the unique key is '')
--- KEYS[7] ready list     {runq:Q}:ready       (priority 0, oldest first)
+-- KEYS[7] ready list     {runq:Q}:ready       (fresh priority 0 jobs, in order)
 -- KEYS[8] {runq:Q}:rk:KEY (the rate key's waiting jobs)  KEYS[9] {runq:Q}:rkeys
 -- KEYS[10] {runq:Q}:rkwait (every job waiting behind a rate key)
 -- KEYS[11] {runq:Q}:dl (deadlines)  KEYS[12] {runq:Q}:uud (unique until done)
@@ -25,7 +25,7 @@ local fmt = string.format
 local now, now_s = now_ms()
 local n = math.max(1, math.floor(#ARGV / 17))
 local tag = string.match(KEYS[1], '^(.*:)jobs$')
-local keys = {pending = KEYS[3], ready = KEYS[7], rkeys = KEYS[9], rkwait = KEYS[10]}
+local keys = {pending = KEYS[3], rkeys = KEYS[9], rkwait = KEYS[10]}
 
 local maxlen = tonumber(redis.call('HGET', KEYS[5], 'max_len') or '0') or 0
 local waiting = 0

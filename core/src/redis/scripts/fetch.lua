@@ -1,7 +1,7 @@
 -- fetch: one atomic step on one queue: promote due scheduled jobs, recover
 -- expired leases, bury unreadable and past-deadline jobs, lease up to N jobs.
--- KEYS[1] scheduled  KEYS[2] pending (zset, priority != 0 and promoted rate
--- key jobs)  KEYS[3] active (score: lease expiry)  KEYS[4] dead (score: time
+-- KEYS[1] scheduled  KEYS[2] pending (zset, score -priority: priority != 0,
+-- and jobs that became ready again)  KEYS[3] active (score: lease expiry)  KEYS[4] dead (score: time
 -- of death)  KEYS[5] marker  KEYS[6] config hash  KEYS[7] gate state hash
 -- KEYS[8] rkeys  KEYS[9] rkwait  KEYS[10] rkflight (rate keys, see below)
 -- KEYS[11] jobs hash  KEYS[12] ready list  KEYS[13] lease hash  KEYS[14] att

@@ -6,9 +6,10 @@
 -- ARGV[1] the queue's key prefix "{runq:Q}:" (kept results: <prefix>fin:<id>)
 -- ARGV[2] id  ARGV[3] '1': register a wait
 -- Returns {0} (no such job) | {4, fin} (done: the value ack.lua stored)
---   | {state, record, att, lease, lease expiry, time}: state 1 scheduled
---     (time: eta), 2 pending, 3 active (lease "token|attempt"), 5 dead (time:
---     of death); att: attempt state or ''
+--   | {state, record, att, token, lease expiry, time, attempt}: state 1
+--     scheduled (time: eta), 2 pending, 3 active (token, lease expiry and
+--     attempt from the lease; otherwise '', 0, 0), 5 dead (time: of death);
+--     att: the attempt state or ''
 local tag, id = ARGV[1], ARGV[2]
 local fin = redis.call('GET', tag .. 'fin:' .. id)
 if fin then return {4, fin} end
@@ -16,10 +17,13 @@ local rec = redis.call('HGET', KEYS[1], id)
 if not rec then return {0} end
 local att = redis.call('HGET', KEYS[4], id) or ''
 local died = redis.call('ZSCORE', KEYS[6], id)
-if died then return {5, rec, att, '', 0, died} end
+if died then return {5, rec, att, '', 0, tonumber(died), 0} end
 if ARGV[3] == '1' then redis.call('HSET', KEYS[7], id, '1') end
 local lv = redis.call('HGET', KEYS[3], id)
-if lv then return {3, rec, att, lv, redis.call('ZSCORE', KEYS[2], id) or '0', 0} end
+if lv then
+  return {3, rec, att, string.match(lv, '^(%d+)|'), tonumber(redis.call('ZSCORE', KEYS[2], id)) or 0,
+    0, lease_attempt(lv)}
+end
 local eta = redis.call('ZSCORE', KEYS[5], id)
-if eta then return {1, rec, att, '', 0, eta} end
-return {2, rec, att, '', 0, 0}
+if eta then return {1, rec, att, '', 0, tonumber(eta), 0} end
+return {2, rec, att, '', 0, 0, 0}
