@@ -34,33 +34,6 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
-def _redis_bulk(url: str, *args: str) -> bytes | None:
-    """One command whose reply is a bulk string (None: nil), read in full."""
-    import socket
-
-    req = f"*{len(args)}\r\n".encode() + b"".join(
-        f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args
-    )
-    with socket.create_connection(("127.0.0.1", _port(url)), timeout=5.0) as s:
-        s.sendall(req)
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = s.recv(65536)
-            assert chunk, buf
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n")
-        assert head.startswith(b"$"), buf
-        n = int(head[1:])
-        if n < 0:
-            return None
-        while len(rest) < n + 2:
-            chunk = s.recv(65536)
-            assert chunk, rest
-            rest += chunk
-        assert rest[n:n + 2] == b"\r\n", rest
-        return rest[:n]
-
-
 # The job record, version 2 (core/src/redis/scripts/_record.lua), in the hash
 # {runq:Q}:jobs: "2|maxr|prio|created|eta|timeout|deadline|uttl|rint|uud|
 # #task|#args|#ukey|#meta|#rkey|" then task, args, ukey, meta, rkey.
@@ -86,7 +59,7 @@ def _stored_len(url: str, queue: str, job_id: str, field: str) -> int:
     record in {runq:Q}:jobs) or result (from the done job's key
     {runq:Q}:fin:<id>: "4|finished|attempt|#result|#att|" result att record)."""
     if field == "result":
-        fin = _redis_bulk(url, "GET", f"{{runq:{queue}}}:fin:{job_id}")
+        fin = redisproc.bulk(_port(url), "GET", f"{{runq:{queue}}}:fin:{job_id}")
         assert fin is not None, "no kept result"
         parts = fin.split(b"|", 5)
         assert len(parts) == 6 and parts[0] == b"4", fin[:200]
@@ -95,7 +68,7 @@ def _stored_len(url: str, queue: str, job_id: str, field: str) -> int:
         assert len(rest) >= nres + natt, (nres, natt, len(rest))
         _parse_record(rest[nres + natt:])  # the record follows, intact
         return len(rest[:nres])
-    rec = _redis_bulk(url, "HGET", f"{{runq:{queue}}}:jobs", job_id)
+    rec = redisproc.bulk(_port(url), "HGET", f"{{runq:{queue}}}:jobs", job_id)
     assert rec is not None, "no job record"
     return len(_parse_record(rec)[field])
 

@@ -46,14 +46,38 @@ def _ping(port: int) -> bool:
         return False
 
 
-def command(port: int, *args: str, timeout: float = 5.0) -> bytes:
-    """Send one command (RESP) and return the raw reply's first chunk."""
-    req = f"*{len(args)}\r\n".encode() + b"".join(
+def _request(args: Sequence[str]) -> bytes:
+    return f"*{len(args)}\r\n".encode() + b"".join(
         f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args
     )
+
+
+def command(port: int, *args: str, timeout: float = 5.0) -> bytes:
+    """Send one command (RESP) and return the raw reply's first chunk."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(req)
+        s.sendall(_request(args))
         return s.recv(65536)
+
+
+def bulk(port: int, *args: str, timeout: float = 5.0) -> bytes | None:
+    """Send one command whose reply is a bulk string; return it whole (None: nil)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(_request(args))
+        buf = b""
+        while b"\r\n" not in buf:
+            chunk = s.recv(65536)
+            assert chunk, buf
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n")
+        assert head.startswith(b"$"), buf
+        n = int(head[1:])
+        if n < 0:
+            return None
+        while len(rest) < n + 2:
+            chunk = s.recv(65536)
+            assert chunk, rest
+            rest += chunk
+        return rest[:n]
 
 
 class RedisServer:
