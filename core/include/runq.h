@@ -537,10 +537,12 @@ typedef struct runq_worker_options {
     int64_t lease_ms;            /* visibility timeout of a fetched job */
     int auto_extend;             /* nonzero: extend leases of held jobs on a timer;
                                   * it also enables the prefetch: jobs fetched
-                                  * ahead and kept leased (push: one per thread;
-                                  * pull: up to `concurrency` beyond those held,
-                                  * from the second runq_worker_next), released
-                                  * unstarted at stop */
+                                  * ahead and kept leased (push: at least one
+                                  * per thread; pull: at least `concurrency`
+                                  * beyond those held, from the second
+                                  * runq_worker_next; more at a high rate: what
+                                  * the worker starts in 4 ms, at most 512),
+                                  * released unstarted at stop */
     /* Version 2. Autoscaling: when max_concurrency > 0 the push-mode pool
      * runs between min_concurrency (0: 1) and max_concurrency handler
      * threads and `concurrency` is ignored: it grows while every handler is

@@ -3,10 +3,10 @@
  *
  * Threads of a push-mode worker:
  *   fetcher   - asks the backend for as many jobs as there are free slots
- *               plus a prefetch (one round trip for all of them) and queues
- *               them as "ready"; with autoscaling it asks for more than it
- *               can run, and when more come back (a backlog) it grows the
- *               handler pool;
+ *               plus a prefetch sized by throughput (one round trip for all
+ *               of them) and queues them as "ready"; with autoscaling it
+ *               asks for more than it can run, and when more come back (a
+ *               backlog) it grows the handler pool;
  *   handlers  - a pool (pool.c) of `concurrency` threads, or between min
  *               and max of them with autoscaling, that take ready jobs and
  *               run them; a surplus thread idle for idle_timeout_ms exits;
@@ -47,7 +47,8 @@ struct runq_worker {
     uv_mutex_t lock;
     /* Two conditions, not one: a finished handler used to wake every idle
      * handler and the fetcher, and the futex traffic bounded throughput. */
-    uv_cond_t job_ready;   /* handlers: a job was queued (one signal per job), or stop */
+    uv_cond_t job_ready;   /* handlers: a job was queued (one handler is woken, and it
+                            * wakes the next while jobs are left), or stop */
     uv_cond_t slot_free;   /* fetcher: ready fell below the low-water mark; stop:
                             * a handler finished; both: stop */
     uv_cond_t keeper_wake; /* wakes the keeper early to exit */
@@ -68,6 +69,12 @@ struct runq_worker {
     bool pull_fetcher;     /* pull mode: the fetcher runs (set once, under lock) */
     bool async_ack;        /* pull mode: runq_job_ack queues to the acker */
     job_list acked;        /* pull, async_ack: acked, not yet freed by the caller */
+    /* The prefetch's sizing (prefetch_depth): jobs taken from `ready` so far,
+     * and the fetcher's estimate of how many it takes per second. */
+    uint64_t taken;
+    uint64_t rate_taken;
+    uint64_t rate_at_ns;
+    double rate;
     runq_worker_stats stats;
 
     rq_scheduler *scheduler; /* periodic jobs (runq_worker_schedule) */
@@ -247,23 +254,44 @@ static void worker_backoff(runq_worker *w, int64_t ms) {
 }
 
 /* Prefetch: beyond the jobs its threads can take (push) or its caller may
- * hold (pull: `concurrency`), the worker keeps up to one job per slot ready, and the fetcher refills only when
- * fewer than half of those are left. One fetch then brings about half the
- * concurrency instead of the one or two jobs a single finished handler
- * frees, so the fixed cost of a fetch is shared by many jobs, and no
- * handler waits for a round trip while the queue has work. Prefetched jobs
- * are leased: the keeper extends them and stop releases them unstarted.
- * Without auto_extend nothing would keep their leases, so there is no
- * prefetch and the fetcher asks for free slots only, as soon as one frees.
- * Lock held. */
+ * hold (pull: `concurrency`), the worker keeps jobs ready, and the fetcher
+ * refills only when fewer than half of those are left. The depth is what
+ * the worker starts in PREFETCH_COVER_MS at its recent rate, at least one
+ * job per slot and at most PREFETCH_MAX: slow jobs keep one per slot (a
+ * worker does not hoard what another could start), fast ones bring a
+ * hundred or more per fetch, so that the fixed cost of a fetch on the
+ * server (about as much as 10 jobs' own work) is shared by many jobs, and
+ * no handler waits for a round trip while the queue has work. Prefetched
+ * jobs are leased: the keeper extends them and stop releases them
+ * unstarted. Without auto_extend nothing would keep their leases, so there
+ * is no prefetch and the fetcher asks for free slots only, as soon as one
+ * frees. Lock held. */
+enum { PREFETCH_COVER_MS = 4, PREFETCH_MAX = 512, RATE_WINDOW_MS = 10 };
+
 static int worker_slots(const runq_worker *w) {
     if (w->mode == RUNQ_WORKER_PULL) return w->concurrency;
     return w->pool.threads;
 }
 
 static int prefetch_depth(const runq_worker *w) {
+    if (!w->auto_extend) return 0;
     int slots = worker_slots(w);
-    return w->auto_extend ? (slots > 0 ? slots : 1) : 0;
+    double cover = w->rate * PREFETCH_COVER_MS / 1000.0;
+    int depth = cover > PREFETCH_MAX ? PREFETCH_MAX : (int)cover;
+    return depth > slots ? depth : slots > 0 ? slots : 1;
+}
+
+/* The fetcher's rate estimate: jobs taken per second over the last window
+ * of at least RATE_WINDOW_MS, averaged with the one before, so one quiet
+ * window halves the prefetch rather than dropping it. Lock held. */
+static void rate_update(runq_worker *w) {
+    uint64_t now = uv_hrtime();
+    uint64_t dt = now - w->rate_at_ns;
+    if (dt < (uint64_t)RATE_WINDOW_MS * 1000000) return;
+    double r = (double)(w->taken - w->rate_taken) * 1e9 / (double)dt;
+    w->rate = w->rate_at_ns ? (w->rate + r) / 2 : r;
+    w->rate_taken = w->taken;
+    w->rate_at_ns = now;
 }
 
 static bool below_low_water(const runq_worker *w) {
@@ -276,6 +304,7 @@ static void fetcher_main(void *arg) {
     uv_mutex_lock(&w->lock);
     while (!w->stopping) {
         rq_pool_reap(&w->pool);
+        rate_update(w);
         /* With autoscaling, ask for up to headroom jobs more than the
          * threads can take now: if the backend has them, that is a backlog
          * and the pool grows to run them (below). */
@@ -312,12 +341,13 @@ static void fetcher_main(void *arg) {
         /* A thread that cannot start is not fatal: the jobs wait for the
          * threads there are, their leases kept by the keeper. */
         if (surplus > 0 && !w->stopping) rq_pool_grow(&w->pool, surplus);
-        /* One idle handler per job: a handler that finds the list empty
-         * again waits again, and a busy one takes the next job itself. Pull
-         * callers are no pool threads (idle 0): all of them are woken. */
-        if ((int)n >= w->pool.idle) uv_cond_broadcast(&w->job_ready);
-        else
-            for (size_t i = 0; i < n; i++) uv_cond_signal(&w->job_ready);
+        /* Push: wake one idle handler; it wakes the next while jobs are
+         * left (handler_main). Waking one per job made each batch cost a
+         * context switch per job, even when a busy handler could take the
+         * next job itself. Pull callers are no pool threads: all of them
+         * are woken. */
+        if (n && w->mode == RUNQ_WORKER_PULL) uv_cond_broadcast(&w->job_ready);
+        else if (n && w->pool.idle) uv_cond_signal(&w->job_ready);
     }
     uv_mutex_unlock(&w->lock);
 }
@@ -600,6 +630,8 @@ static void handler_main(void *arg) {
         rq_pool_busy(&w->pool);
         runq_job *job = list_pop(&w->ready);
         list_push(&w->held, job);
+        w->taken++;
+        if (w->ready.count && w->pool.idle) uv_cond_signal(&w->job_ready);
         w->nrunning++;
         w->stats.running = w->nrunning;
         if (below_low_water(w)) uv_cond_signal(&w->slot_free);
@@ -707,6 +739,7 @@ static int pull_take_ready(runq_worker *w, runq_job **job, int timeout_ms) {
     for (;;) {
         if (w->stopping) return rq_error(RUNQ_ECLOSED, "worker is stopped");
         if ((*job = list_pop(&w->ready))) {
+            w->taken++;
             if (below_low_water(w)) uv_cond_signal(&w->slot_free);
             return 0;
         }
