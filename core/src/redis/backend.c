@@ -89,7 +89,7 @@ static void call_key_named(rq_call *c, const char *queue, const char *kind, cons
     size_t kl = strlen(k), nl = strlen(name);
     char *full = rq_malloc(kl + nl + 1);
     if (!full) {
-        c->oom = true;
+        c->args.oom = true;
         return;
     }
     memcpy(full, k, kl);
@@ -240,7 +240,7 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at,
         rq_call_i64(c, j->unique_ttl_ms);
         uint8_t *meta = NULL;
         size_t meta_len = 0;
-        if (rq_job_meta_encode(j, &meta, &meta_len)) c->oom = true;
+        if (rq_job_meta_encode(j, &meta, &meta_len)) c->args.oom = true;
         rq_call_bin(c, meta ? (const char *)meta : "", meta_len); /* ARGV[14] */
         rq_free(meta);
         rq_call_str(c, j->rate_key ? j->rate_key : ""); /* ARGV[15..17]: rate key, unique until done */

@@ -36,9 +36,8 @@
 #define MAX_BLOCKING_CONNS 64 /* bound on simultaneous blocking requests */
 
 typedef struct rq_cmd {
-    int argc;
-    char **argv;
-    size_t *lens;
+    char *buf; /* the command in the Redis protocol, sent as it is */
+    size_t len;
 } rq_cmd;
 
 struct rq_req {
@@ -138,40 +137,80 @@ void rq_req_set_gen(rq_req *req, unsigned gen) {
     req->gen_set = true;
 }
 
-int rq_req_add(rq_req *req, int argc, const char *const *argv, const size_t *lens) {
+static size_t dec_len(size_t v) {
+    size_t n = 1;
+    while (v >= 10) v /= 10, n++;
+    return n;
+}
+
+/* "<c><v>\r\n" at p; returns the end. */
+static char *put_count(char *p, char c, size_t v) {
+    size_t n = dec_len(v);
+    *p++ = c;
+    for (size_t i = n; i-- > 0; v /= 10) p[i] = (char)('0' + v % 10);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static size_t bulk_size(size_t n) { return 1 + dec_len(n) + 2 + n + 2; }
+
+static char *put_bulk(char *p, const void *s, size_t n) {
+    p = put_count(p, '$', n);
+    if (n) memcpy(p, s, n);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+void rq_resp_arg(rq_resp *b, const void *p, size_t n) {
+    if (b->oom) return;
+    size_t need = b->len + bulk_size(n);
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < need) cap *= 2;
+        char *q = rq_realloc(b->p, cap);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    b->len = (size_t)(put_bulk(b->p + b->len, p, n) - b->p);
+    b->argc++;
+}
+
+void rq_resp_clear(rq_resp *b) {
+    rq_free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+int rq_req_add(rq_req *req, int argc, const char *const *argv, const size_t *lens,
+               const rq_resp *tail) {
+    if (tail && tail->oom) return rq_error(RUNQ_ENOMEM, "out of memory building a redis command");
     if (req->ncmd == req->cap) {
         rq_cmd *n = rq_realloc(req->cmds, req->cap * 2 * sizeof *n);
         if (!n) return rq_error(RUNQ_ENOMEM, "out of memory building a redis command");
         req->cmds = n;
         req->cap *= 2;
     }
-    rq_cmd *cmd = &req->cmds[req->ncmd];
-    cmd->argv = rq_calloc((size_t)argc, sizeof *cmd->argv);
-    cmd->lens = rq_calloc((size_t)argc, sizeof *cmd->lens);
-    if (!cmd->argv || !cmd->lens) goto oom;
-    cmd->argc = argc;
-    for (int i = 0; i < argc; i++) {
-        size_t n = lens ? lens[i] : strlen(argv[i]);
-        /* One spare byte so that a copied string stays NUL-terminated. */
-        cmd->argv[i] = rq_malloc(n + 1);
-        if (!cmd->argv[i]) goto oom;
-        if (n) memcpy(cmd->argv[i], argv[i], n);
-        cmd->argv[i][n] = '\0';
-        cmd->lens[i] = n;
-    }
-    req->ncmd++;
+    size_t total = (size_t)argc + (tail ? (size_t)tail->argc : 0);
+    size_t size = 1 + dec_len(total) + 2 + (tail ? tail->len : 0);
+    for (int i = 0; i < argc; i++) size += bulk_size(lens ? lens[i] : strlen(argv[i]));
+    char *buf = rq_malloc(size);
+    if (!buf) return rq_error(RUNQ_ENOMEM, "out of memory building a redis command");
+    char *p = put_count(buf, '*', total);
+    for (int i = 0; i < argc; i++) p = put_bulk(p, argv[i], lens ? lens[i] : strlen(argv[i]));
+    if (tail && tail->len) memcpy(p, tail->p, tail->len);
+    req->cmds[req->ncmd++] = (rq_cmd){buf, size};
     return 0;
-oom:
-    if (cmd->argv)
-        for (int i = 0; i < argc; i++) rq_free(cmd->argv[i]);
-    rq_free(cmd->argv);
-    rq_free(cmd->lens);
-    memset(cmd, 0, sizeof *cmd);
-    return rq_error(RUNQ_ENOMEM, "out of memory building a redis command");
 }
 
 int rq_req_addv(rq_req *req, int argc, const char *const *argv) {
-    return rq_req_add(req, argc, argv, NULL);
+    return rq_req_add(req, argc, argv, NULL, NULL);
 }
 
 const rq_reply *rq_req_reply(const rq_req *req, size_t i) {
@@ -186,11 +225,7 @@ rq_reply *rq_req_take_reply(rq_req *req, size_t i) {
 }
 
 static void req_free(rq_req *req) {
-    for (size_t i = 0; i < req->ncmd; i++) {
-        for (int j = 0; j < req->cmds[i].argc; j++) rq_free(req->cmds[i].argv[j]);
-        rq_free(req->cmds[i].argv);
-        rq_free(req->cmds[i].lens);
-    }
+    for (size_t i = 0; i < req->ncmd; i++) rq_free(req->cmds[i].buf);
     rq_free(req->cmds);
     if (req->replies)
         for (size_t i = 0; i < req->nreplied; i++) rq_reply_free(req->replies[i]);
@@ -307,8 +342,8 @@ static void req_finish(rq_conn *c, rq_req *req) {
  * when the context is going away). Those taken will each call back. */
 static size_t send_cmds(redisAsyncContext *ac, rq_req *req, redisCallbackFn *fn, void *priv) {
     for (size_t i = 0; i < req->ncmd; i++) {
-        if (redisAsyncCommandArgv(ac, fn, priv, req->cmds[i].argc,
-                                  (const char **)req->cmds[i].argv, req->cmds[i].lens) != REDIS_OK)
+        if (redisAsyncFormattedCommand(ac, fn, priv, req->cmds[i].buf, req->cmds[i].len) !=
+            REDIS_OK)
             return i;
     }
     return req->ncmd;

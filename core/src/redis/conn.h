@@ -49,11 +49,27 @@ int rq_conn_open(rq_conn **out, const rq_conn_config *config);
  * thread, free everything. */
 void rq_conn_close(rq_conn *c);
 
+/* Arguments already in the Redis protocol (RESP bulk strings, back to back),
+ * appended one at a time: a script call's keys and arguments are written
+ * here once, and a request copies them once more into the command it sends,
+ * instead of one allocation per argument at each of three layers. */
+typedef struct rq_resp {
+    char *p;
+    size_t len, cap;
+    int argc;
+    bool oom; /* an append failed; the request that takes it fails */
+} rq_resp;
+void rq_resp_arg(rq_resp *b, const void *p, size_t n);
+void rq_resp_clear(rq_resp *b);
+
 /* A new request with room for `hint` commands (it grows as needed). */
 rq_req *rq_req_new(size_t hint, int flags);
-/* Append one command; the arguments are copied. 0 or RUNQ_ENOMEM. */
-int rq_req_add(rq_req *req, int argc, const char *const *argv, const size_t *lens);
-/* Same with NUL-terminated strings. */
+/* Append one command: argv[0..argc) (lens NULL: NUL-terminated), then the
+ * arguments in `tail` (may be NULL). Everything is copied, into one buffer
+ * in the Redis protocol. 0 or RUNQ_ENOMEM. */
+int rq_req_add(rq_req *req, int argc, const char *const *argv, const size_t *lens,
+               const rq_resp *tail);
+/* Same with NUL-terminated strings and no tail. */
 int rq_req_addv(rq_req *req, int argc, const char *const *argv);
 size_t rq_req_count(const rq_req *req);
 

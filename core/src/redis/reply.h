@@ -1,6 +1,7 @@
 /* Replies copied out of hiredis. hiredis frees its redisReply as soon as an
  * async callback returns, on the I/O thread; callers wait on other threads,
- * so the I/O thread hands them a deep copy allocated with rq_malloc. */
+ * so the I/O thread hands them a deep copy: one rq_malloc block holding
+ * every element and string, freed as a whole by rq_reply_free. */
 #ifndef RUNQ_REDIS_REPLY_H
 #define RUNQ_REDIS_REPLY_H
 

@@ -34,80 +34,38 @@ void rq_call_init(rq_call *call, int script) {
     call->script = script;
 }
 
-static void push(rq_call *call, const void *p, size_t n) {
-    if (call->oom) return;
-    if (call->n == call->cap) {
-        size_t cap = call->cap ? call->cap * 2 : 16;
-        char **v = rq_realloc(call->v, cap * sizeof *v);
-        if (!v) { call->oom = true; return; }
-        call->v = v;
-        size_t *len = rq_realloc(call->len, cap * sizeof *len);
-        if (!len) { call->oom = true; return; }
-        call->len = len;
-        call->cap = cap;
-    }
-    char *copy = rq_malloc(n + 1);
-    if (!copy) { call->oom = true; return; }
-    if (n) memcpy(copy, p, n);
-    copy[n] = '\0';
-    call->v[call->n] = copy;
-    call->len[call->n] = n;
-    call->n++;
-}
-
 void rq_call_key(rq_call *call, const char *key) {
-    push(call, key, strlen(key));
-    if (!call->oom) call->nkeys++;
+    rq_resp_arg(&call->args, key, strlen(key));
+    if (!call->args.oom) call->nkeys++;
 }
-void rq_call_str(rq_call *call, const char *s) { push(call, s ? s : "", s ? strlen(s) : 0); }
-void rq_call_bin(rq_call *call, const void *p, size_t n) { push(call, p ? p : "", p ? n : 0); }
+void rq_call_str(rq_call *call, const char *s) { rq_resp_arg(&call->args, s ? s : "", s ? strlen(s) : 0); }
+void rq_call_bin(rq_call *call, const void *p, size_t n) { rq_resp_arg(&call->args, p ? p : "", p ? n : 0); }
 void rq_call_i64(rq_call *call, int64_t v) {
     char b[24];
     int n = snprintf(b, sizeof b, "%" PRId64, v);
-    push(call, b, (size_t)n);
+    rq_resp_arg(&call->args, b, (size_t)n);
 }
 void rq_call_u64(rq_call *call, uint64_t v) {
     char b[24];
     int n = snprintf(b, sizeof b, "%" PRIu64, v);
-    push(call, b, (size_t)n);
+    rq_resp_arg(&call->args, b, (size_t)n);
 }
 
 void rq_call_clear(rq_call *call) {
-    for (size_t i = 0; i < call->n; i++) rq_free(call->v[i]);
-    rq_free(call->v);
-    rq_free(call->len);
+    rq_resp_clear(&call->args);
     rq_reply_free(call->reply);
     memset(call, 0, sizeof *call);
 }
 
 /* EVALSHA sha|EVAL text, numkeys, keys..., args... */
 static int add_call(rq_req *req, const rq_call *call, bool by_text) {
-    size_t argc = call->n + 3;
-    const char **argv = rq_malloc(argc * sizeof *argv);
-    size_t *lens = rq_malloc(argc * sizeof *lens);
-    int rc = 0;
-    if (!argv || !lens) {
-        rc = rq_error(RUNQ_ENOMEM, "out of memory building a script call");
-        goto out;
-    }
     const rq_script_source *src = &rq_script_sources[call->script];
     char nk[16];
     snprintf(nk, sizeof nk, "%d", call->nkeys);
-    argv[0] = by_text ? "EVAL" : "EVALSHA";
-    argv[1] = by_text ? src->text : script_sha[call->script];
-    lens[1] = by_text ? src->len : 40;
-    argv[2] = nk;
-    lens[0] = strlen(argv[0]);
-    lens[2] = strlen(nk);
-    for (size_t i = 0; i < call->n; i++) {
-        argv[i + 3] = call->v[i];
-        lens[i + 3] = call->len[i];
-    }
-    rc = rq_req_add(req, (int)argc, argv, lens);
-out:
-    rq_free(argv);
-    rq_free(lens);
-    return rc;
+    const char *argv[3] = {by_text ? "EVAL" : "EVALSHA", by_text ? src->text : script_sha[call->script],
+                           nk};
+    size_t lens[3] = {strlen(argv[0]), by_text ? src->len : 40, strlen(nk)};
+    return rq_req_add(req, 3, argv, lens, &call->args);
 }
 
 static bool is_noscript(const rq_reply *r) {
@@ -118,7 +76,7 @@ int rq_calls_run(rq_conn *conn, rq_call *calls, size_t n, int flags, int timeout
                  int wait_replicas, int wait_timeout_ms, long long *acked) {
     uv_once(&sha_once, sha_init);
     for (size_t i = 0; i < n; i++)
-        if (calls[i].oom) return rq_error(RUNQ_ENOMEM, "out of memory building a script call");
+        if (calls[i].args.oom) return rq_error(RUNQ_ENOMEM, "out of memory building a script call");
     /* Pass 0 by SHA; pass 1 by text for the calls the server did not know. */
     for (int pass = 0; pass < 2; pass++) {
         rq_req *req = rq_req_new(n + 1, flags);

@@ -11,14 +11,13 @@
 /* Index of the script named `name` (file name without .lua), or -1. */
 int rq_script_find(const char *name);
 
-/* One script call: keys first, then arguments, all copied. */
+/* One script call: keys first, then arguments, copied as they are added,
+ * already in the Redis protocol (conn.h: rq_resp). */
 typedef struct rq_call {
     int script;
     int nkeys;
-    size_t n, cap;
-    char **v;
-    size_t *len;
-    bool oom;       /* an append failed; reported by rq_calls_run */
+    rq_resp args;    /* keys, then arguments; args.oom: an append failed,
+                      * reported by rq_calls_run */
     rq_reply *reply; /* set by rq_calls_run; owned by the call */
 } rq_call;
 
