@@ -429,7 +429,7 @@ static int l_open(lua_State *L)
     if ((r = opt_secs(L, o, "command_timeout", &ms, err)) < 0) goto bad;
     if (r) copts.command_timeout_ms = (int)ms;
     if ((r = opt_secs(L, o, "result_ttl", &ms, err)) < 0) goto bad;
-    if (r) copts.result_ttl_ms = ms;
+    if (r) copts.result_ttl_ms = ms ? ms : RUNQ_RESULT_TTL_NONE; /* 0: keep nothing */
 
     cl_box *box = calloc(1, sizeof *box);
     if (box == NULL)

@@ -134,13 +134,21 @@ typedef struct runq_client_options {
     size_t max_payload;        /* largest args or result, bytes */
     int connect_timeout_ms;    /* redis: time allowed to connect */
     int command_timeout_ms;    /* redis: time a synchronous call may wait */
-    int64_t result_ttl_ms;     /* how long done jobs and results are kept */
+    int64_t result_ttl_ms;     /* how long done jobs and results are kept; 0:
+                                * the default (1 hour); RUNQ_RESULT_TTL_NONE:
+                                * not kept, a job is gone at its ack (get and
+                                * wait then report RUNQ_ENOTFOUND) */
     /* Version 2. Args and results larger than this many bytes are stored
      * zstd-compressed when that makes them smaller (docs/protocol.md,
      * "Compressed payloads"); 0: never compress. Reading compressed payloads
      * needs no option: every client decompresses, bounded by max_payload. */
     size_t compress_threshold;
 } runq_client_options;
+
+/* result_ttl_ms: keep nothing of done jobs (no result, no record), as
+ * queues of fire-and-forget jobs want: an ack then costs the server less
+ * and done jobs take no memory. */
+#define RUNQ_RESULT_TTL_NONE (-1)
 
 /* Version 1 callers (no compress_threshold) are accepted and get 1024. */
 #define RUNQ_CLIENT_OPTIONS_VERSION 2

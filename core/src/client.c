@@ -26,7 +26,10 @@ int runq_client_open(runq_client **out, const char *url, const runq_client_optio
     if (o.max_payload == 0) o.max_payload = defaults.max_payload;
     if (o.connect_timeout_ms <= 0) o.connect_timeout_ms = defaults.connect_timeout_ms;
     if (o.command_timeout_ms <= 0) o.command_timeout_ms = defaults.command_timeout_ms;
-    if (o.result_ttl_ms <= 0) o.result_ttl_ms = defaults.result_ttl_ms;
+    if (o.result_ttl_ms == 0) o.result_ttl_ms = defaults.result_ttl_ms;
+    if (o.result_ttl_ms < 0 && o.result_ttl_ms != RUNQ_RESULT_TTL_NONE)
+        return rq_error(RUNQ_EINVAL, "result_ttl_ms is %lld: use a positive TTL, 0 (the default) "
+                        "or RUNQ_RESULT_TTL_NONE", (long long)o.result_ttl_ms);
 
     rq_url u;
     int rc = rq_url_parse(&u, url);

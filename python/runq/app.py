@@ -103,6 +103,8 @@ class App:
         for key, val in (("result_ttl_ms", result_ttl), ("connect_timeout_ms", connect_timeout),
                          ("command_timeout_ms", command_timeout)):
             ms = _ms(val, key)
+            if key == "result_ttl_ms" and ms == 0:
+                ms = -1  # RUNQ_RESULT_TTL_NONE: done jobs are not kept
             if ms is not None:
                 self._client_opts[key] = ms
         self._client: _runq.Client | None = None

@@ -140,4 +140,51 @@ TEST(concurrent_acks_each_get_their_own_outcome) {
     runq_client_close(c);
 }
 
+/* A job acked by a client that keeps nothing: gone at once, for a lookup
+ * and for a wait that began before the ack; the queue holds nothing. */
+typedef struct wait_arg {
+    runq_client *c;
+    const char *id;
+    int rc;
+} wait_arg;
+
+static void *wait_thread(void *p) {
+    wait_arg *a = p;
+    runq_job *j = NULL;
+    a->rc = runq_job_wait(&j, a->c, a->id, 10000);
+    runq_job_free(j);
+    return NULL;
+}
+
+TEST(result_ttl_none_keeps_nothing_of_done_jobs) {
+    runq_client_options co = RUNQ_CLIENT_OPTIONS_INIT;
+    runq_client *c = NULL;
+    co.result_ttl_ms = -2;
+    ASSERT_EQ(runq_client_open(&c, check_url(), &co), RUNQ_EINVAL);
+    co.result_ttl_ms = RUNQ_RESULT_TTL_NONE;
+    ASSERT_OK(runq_client_open(&c, check_url(), &co));
+    runq_enqueue_options q = RUNQ_ENQUEUE_OPTIONS_INIT;
+    q.queue = "nokeep";
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 1, &q);
+    runq_worker *w = t_pull_worker(c, "nokeep", 30000, 1);
+    runq_job *j = NULL;
+    ASSERT_OK(runq_worker_next(w, &j, 5000));
+    wait_arg wa = {c, id, -99};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, wait_thread, &wa), 0);
+    static const unsigned char res[] = {0x2a};
+    ASSERT_OK(runq_job_ack(j, res, 1));
+    runq_job_free(j);
+    pthread_join(th, NULL);
+    ASSERT_EQ(wa.rc, RUNQ_ENOTFOUND);
+    runq_job *snap = NULL;
+    ASSERT_EQ(runq_job_get(&snap, c, id), RUNQ_ENOTFOUND);
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "nokeep"));
+    ASSERT_EQ(st.pending + st.active + st.scheduled + st.dead, 0);
+    runq_worker_free(w);
+    runq_client_close(c);
+}
+
 TEST_MAIN()

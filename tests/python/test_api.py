@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -318,6 +319,33 @@ def test_bad_names(h: Harness) -> None:
         t.enqueue()
     with pytest.raises(runq.InvalidArgument):
         h.app.remote("x").options(queue="{brace}").enqueue()
+
+
+def test_result_ttl_zero_keeps_nothing_of_done_jobs(backend_url: str) -> None:
+    app = runq.App(backend_url, result_ttl=0)
+    ran = threading.Event()
+
+    @app.task(name="nokeep.t", queue="nokeep")
+    def t(x: int) -> int:
+        ran.set()
+        return x * 2
+
+    try:
+        ref = t.enqueue(21)
+        w = app.worker(["nokeep"], concurrency=1)
+        w.start()
+        assert ran.wait(30)
+        deadline = time.monotonic() + 30
+        while w.stats().get("processed", 0) < 1:
+            assert time.monotonic() < deadline, "the job was never acked"
+            time.sleep(0.01)
+        w.stop(5)
+        with pytest.raises(runq.NotFound):
+            ref.status()
+        with pytest.raises(runq.NotFound):
+            ref.wait(5)
+    finally:
+        app.close()
 
 
 def test_job_not_found_and_wait_timeout(h: Harness) -> None:

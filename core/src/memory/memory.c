@@ -628,10 +628,15 @@ static int mem_ack(runq_backend *b, const runq_job *job, const void *result, siz
         mlist_remove(&q->active, r);
         r->job->state = RUNQ_STATE_DONE;
         r->job->lease_token = 0;
-        r->expires_ms = rq_now_ms() + result_ttl_ms;
         gate_finished(q, false, rq_now_ms());
         unique_release(s, r->job); /* unique-until-done: done lets the key go */
-        rq_heap_push(&s->done, r);
+        if (result_ttl_ms > 0) {
+            r->expires_ms = rq_now_ms() + result_ttl_ms;
+            rq_heap_push(&s->done, r);
+        } else { /* RUNQ_RESULT_TTL_NONE: nothing is kept */
+            rq_map_remove(&s->jobs, r->job->id);
+            rec_free(r);
+        }
         uv_cond_broadcast(&s->changed);
     }
     uv_mutex_unlock(&s->lock);
