@@ -6,7 +6,9 @@
 --           pull-mode worker and a no-op handler (timed); then, where the
 --           binding has app:enqueue_many, enqueue N more in batches of 100
 --           (timed) and drain them (not timed)
--- produce:  enqueue N jobs (the producer half of an end-to-end run)
+-- produce:  enqueue N jobs in batches of 100 (app:enqueue_many; one at a time
+--           where the binding has none): the producer half of an
+--           end-to-end run, batched like the C and Python producers
 -- consume:  handle N jobs as they come; the clock starts at the first job
 -- async:    the worker acks asynchronously (worker{async_ack = true})
 -- Prints "RESULT <name> <value> jobs/s" lines.
@@ -56,7 +58,8 @@ local function result(name, v)
   io.flush()
 end
 
-local app = assert(runq.new(url))
+-- result_ttl = 0: done jobs are not kept, as the peers are run (bench/README.md)
+local app = assert(runq.new(url, { result_ttl = 0 }))
 local handled = 0
 assert(app:task("bench.noop", function(args, job) handled = handled + 1 end, { queue = queue }))
 
@@ -117,7 +120,7 @@ if mode == "all" then
     consume(n, false)
   end
 elseif mode == "produce" then
-  produce(n)
+  if app.enqueue_many then produce_many(n) else produce(n) end
 elseif mode == "consume" then
   local done, dt = consume(n, true)
   result("e2e", done / dt)

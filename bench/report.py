@@ -94,6 +94,7 @@ def main():
         ("c_enqueue_b100_t1", "C enqueue, runq_enqueue_many batches of 100", ev16, "EVALSHA pipelined"),
         ("c_process_w1_c16", "C process, pre-filled queue, 1 worker x 16 handler threads, no-op", ceiling, "script ceiling"),
         ("c_e2e_b100_t1_w1_c16", "C end-to-end, 1 producer thread (batches of 100) + 1 worker x 16", ceiling, "script ceiling"),
+        ("c_e2e_b100_t1_w1_c16_keep", "C end-to-end as above, done jobs kept 1 h (the library default)", ceiling, "script ceiling"),
         ("c_e2e_b1_t8_w1_c16", "C end-to-end, 8 producer threads (single enqueue) + 1 worker x 16", ceiling, "script ceiling"),
         ("py_enqueue", "Python enqueue, task.enqueue() one at a time", ev1, "EVALSHA 1 client"),
         ("py_enqueue_many", "Python enqueue, app.enqueue_many batches of 100", ev16, "EVALSHA pipelined"),
@@ -101,12 +102,12 @@ def main():
         ("py_e2e", "Python end-to-end (producer thread + worker)", ceiling, "script ceiling"),
         ("lua_5.4_enqueue", "Lua 5.4 enqueue one at a time", ev1, "EVALSHA 1 client"),
         ("lua_5.4_enqueue_many", "Lua 5.4 enqueue_many batches of 100", ev16, "EVALSHA pipelined"),
-        ("lua_5.4_process", "Lua 5.4 pull-mode process, pre-filled, no-op", ceiling, "script ceiling"),
+        ("lua_5.4_process", "Lua 5.4 pull-mode process (async acks), pre-filled, no-op", ceiling, "script ceiling"),
         ("lua_jit_enqueue", "LuaJIT enqueue one at a time", ev1, "EVALSHA 1 client"),
         ("lua_jit_enqueue_many", "LuaJIT enqueue_many batches of 100", ev16, "EVALSHA pipelined"),
-        ("lua_jit_process", "LuaJIT pull-mode process, pre-filled, no-op", ceiling, "script ceiling"),
-        ("lua_5.4_e2e", "Lua 5.4 end-to-end (producer process + consumer process)", ceiling, "script ceiling"),
-        ("lua_jit_e2e", "LuaJIT end-to-end (producer process + consumer process)", ceiling, "script ceiling"),
+        ("lua_jit_process", "LuaJIT pull-mode process (async acks), pre-filled, no-op", ceiling, "script ceiling"),
+        ("lua_5.4_e2e", "Lua 5.4 end-to-end (producer process, batches of 100 + consumer process)", ceiling, "script ceiling"),
+        ("lua_jit_e2e", "LuaJIT end-to-end (producer process, batches of 100 + consumer process)", ceiling, "script ceiling"),
     ]
     for peer in ("celery", "rq", "dramatiq", "bullmq"):
         rows.append((f"peer_{peer}_enqueue", f"{peer}: enqueue", None, ""))
@@ -190,7 +191,7 @@ def main():
     bull = g("peer_bullmq_e2e")
     py = best("py_e2e")
     pyp = best("peer_celery_e2e", "peer_rq_e2e", "peer_dramatiq_e2e")
-    lua = best("lua_5.4_e2e", "lua_jit_e2e", "lua_5.4_process", "lua_jit_process")
+    lua = best("lua_5.4_e2e", "lua_jit_e2e")
     p50, p99 = g("c_latency_p50"), g("c_latency_p99")
     mem = g("c_memory_per_job_beyond_payload")
 
@@ -203,7 +204,7 @@ def main():
     print(f"| Python ≥ 50 000 jobs/s | {fmt(py, 'jobs/s')} | {yes(None if py is None else py >= 50000)} |")
     ratio = py / pyp if py and pyp else None
     print(f"| Python ≥ 10× fastest of Celery/RQ/Dramatiq | {'n/a' if ratio is None else f'{ratio:.1f}×'} (fastest {fmt(pyp, 'jobs/s')}) | {yes(None if ratio is None else ratio >= 10)} |")
-    print(f"| Lua ≥ 80 000 jobs/s | {fmt(lua, 'jobs/s')} | {yes(None if lua is None else lua >= 80000)} |")
+    print(f"| Lua ≥ 80 000 jobs/s end-to-end | {fmt(lua, 'jobs/s')} | {yes(None if lua is None else lua >= 80000)} |")
     print(f"| latency p50 ≤ 0.5 ms at light load | {fmt(p50, 'ms')} | {yes(None if p50 is None else p50 <= 0.5)} |")
     print(f"| latency p99 ≤ 2 ms at light load | {fmt(p99, 'ms')} | {yes(None if p99 is None else p99 <= 2)} |")
     print(f"| Redis ≤ 200 bytes per waiting job beyond payload | {fmt(mem, 'bytes')} | {yes(None if mem is None else mem <= 200)} |")

@@ -131,6 +131,7 @@ repeat_result c_ "$rb" enqueue --url "$url" -n 20000 --threads 8
 repeat_result c_ "$rb" enqueue --url "$url" -n 100000 --batch 100
 repeat_result c_ "$rb" process --url "$url" -n 40000 --concurrency 16 --max-seconds 40
 repeat_result c_ "$rb" e2e --url "$url" -n 40000 --batch 100 --concurrency 16 --max-seconds 40
+repeat_result c_ "$rb" e2e --url "$url" -n 40000 --batch 100 --concurrency 16 --max-seconds 40 --result-ttl 0
 repeat_result c_ "$rb" e2e --url "$url" -n 20000 --threads 8 --concurrency 16 --max-seconds 40
 repeat_result c_ "$rb" latency --url "$url" --rate 1000 --seconds 5
 (REPEAT=1 repeat_result c_ "$rb" memory --url "$url" -n 100000)
@@ -166,11 +167,11 @@ if [ "$BINDINGS" = 1 ]; then
     if [ -f "$build/lua/$sub/runq/core.so" ] && command -v "$interp" >/dev/null; then
       repeat_result "lua_${sub}_" env LUA_CPATH="$build/lua/$sub/?.so;;" \
         LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
-        "$interp" "$bench/lua_bench.lua" "$url" 20000 all
+        "$interp" "$bench/lua_bench.lua" "$url" 20000 all 16 async
       # end-to-end: a producer process and a consumer process at once
       repeat_result "lua_${sub}_" env LUA_CPATH="$build/lua/$sub/?.so;;" \
         LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
-        bash -c '"$1" "$2" "$3" "$4" consume & sleep 0.3; "$1" "$2" "$3" "$4" produce; wait' \
+        bash -c '"$1" "$2" "$3" "$4" consume 16 async & sleep 0.3; "$1" "$2" "$3" "$4" produce; wait' \
         _ "$interp" "$bench/lua_bench.lua" "$url" 20000
       lua_done=1
     else

@@ -31,6 +31,12 @@
  *   --seconds S        latency: run time (default 5)
  *   --max-seconds S    give up on a throughput run after S seconds (default 60)
  *   --queue Q          queue name (default "bench")
+ *   --result-ttl MS    how long done jobs are kept: -1 (the default here)
+ *                      keeps nothing, as the peers are run (BullMQ
+ *                      removeOnComplete, Celery and Dramatiq without a
+ *                      result backend, RQ result_ttl=0); 0 the library's
+ *                      default (1 h); process and e2e figures then end in
+ *                      _keep
  *
  * Every figure is printed as one line:
  *   RESULT <name> <value> <unit>
@@ -62,6 +68,7 @@ static double opt_rate = 1000;
 static double opt_seconds = 5;
 static double opt_max_seconds = 60;
 static const char *opt_queue = "bench";
+static int64_t opt_result_ttl = RUNQ_RESULT_TTL_NONE;
 static const char *opt_task = "bench.noop";
 
 static int64_t mono_ns(void) {
@@ -88,10 +95,15 @@ static void result(const char *name, double value, const char *unit) {
     fflush(stdout);
 }
 
+static const char *keep_suffix(void) {
+    return opt_result_ttl == RUNQ_RESULT_TTL_NONE ? "" : "_keep";
+}
+
 static runq_client *open_client(void) {
     runq_client *c = NULL;
     runq_client_options co = RUNQ_CLIENT_OPTIONS_INIT;
     co.command_timeout_ms = 30000;
+    co.result_ttl_ms = opt_result_ttl;
     int rc = runq_client_open(&c, opt_url, &co);
     if (rc) die_rc(rc, "runq_client_open");
     /* A producer-only registration, so enqueue (opts NULL) goes to the bench
@@ -384,7 +396,7 @@ static int mode_process(void) {
     printf("processed %ld/%ld jobs in %.3f s (%d workers x %d)\n", done, opt_n, s, ws.n,
            opt_concurrency);
     char name[96];
-    snprintf(name, sizeof name, "process_w%d_c%d", ws.n, opt_concurrency);
+    snprintf(name, sizeof name, "process_w%d_c%d%s", ws.n, opt_concurrency, keep_suffix());
     result(name, (double)done / s, "jobs/s");
     workers_free(&ws);
     runq_client_close(c);
@@ -406,8 +418,8 @@ static int mode_e2e(void) {
            "%d threads batch %d; %d workers x %d)\n",
            done, opt_n, s, ps, opt_threads, opt_batch, ws.n, opt_concurrency);
     char name[96];
-    snprintf(name, sizeof name, "e2e_b%d_t%d_w%d_c%d", opt_batch, opt_threads, ws.n,
-             opt_concurrency);
+    snprintf(name, sizeof name, "e2e_b%d_t%d_w%d_c%d%s", opt_batch, opt_threads, ws.n,
+             opt_concurrency, keep_suffix());
     result(name, (double)done / s, "jobs/s");
     workers_free(&ws);
     runq_client_close(c);
@@ -794,7 +806,7 @@ static void usage(void) {
             "usage: runq_bench enqueue|process|e2e|latency|memory|commands|servercpu [--url URL]\n"
             "       [-n N]"
             "       [--threads T] [--batch B] [--workers W] [--concurrency C] [--rate R]\n"
-            "       [--seconds S] [--max-seconds S] [--queue Q]\n");
+            "       [--seconds S] [--max-seconds S] [--queue Q] [--result-ttl MS]\n");
     exit(2);
 }
 
@@ -815,6 +827,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seconds")) opt_seconds = atof(v);
         else if (!strcmp(a, "--max-seconds")) opt_max_seconds = atof(v);
         else if (!strcmp(a, "--queue")) opt_queue = v;
+        else if (!strcmp(a, "--result-ttl")) opt_result_ttl = atoll(v);
         else usage();
         i++;
     }

@@ -57,7 +57,7 @@ def main() -> int:
 
         def produce(n):
             for s in range(0, n, 100):
-                q.enqueue_many([Queue.prepare_data(rq_tasks.noop, (i,))
+                q.enqueue_many([Queue.prepare_data(rq_tasks.noop, (i,), result_ttl=0)
                                 for i in range(s, min(n, s + 100))])
 
         cmds = [[os.path.join(bindir, "rq"), "worker", "-w", "rq.worker.SimpleWorker", "--url",
