@@ -146,4 +146,46 @@ TEST(a_stored_rate_burst_of_zero_is_automatic) {
     runq_client_close(c);
 }
 
+/* The lease keys use hash tables from the first lease (LEASE_PAD in
+ * _record.lua), the pad is never counted or due, and it leaves with the
+ * last lease. */
+static void t_encoding(redisContext *r, const char *key, const char *want) {
+    redisReply *e = t_cmd(r, "OBJECT ENCODING %s", key);
+    ASSERT_EQ(e->type, REDIS_REPLY_STRING);
+    ASSERT_STR(e->str, want);
+    freeReplyObject(e);
+}
+
+TEST(lease_keys_are_hash_tables_and_the_pad_leaves_with_the_last_lease) {
+    runq_client *c = t_client();
+    redisContext *r = t_redis_connect(t_redis_port());
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "pad";
+    char a[RUNQ_ID_SIZE], b[RUNQ_ID_SIZE];
+    t_enqueue(c, a, "t", 1, &o);
+    t_enqueue(c, b, "t", 2, &o);
+    runq_worker *w = t_pull_worker(c, "pad", 30000, 0);
+    runq_job *ja = NULL, *jb = NULL;
+    ASSERT_OK(runq_worker_next(w, &ja, 5000));
+    ASSERT_OK(runq_worker_next(w, &jb, 5000));
+    t_encoding(r, "{runq:pad}:active", "skiplist");
+    t_encoding(r, "{runq:pad}:lease", "hashtable");
+    ASSERT_EQ(t_cmd_int(r, "ZCARD {runq:pad}:active"), 3);
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "pad"));
+    ASSERT_EQ(st.active, 2);
+    ASSERT_OK(runq_job_ack(ja, NULL, 0));
+    runq_job_free(ja);
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:pad}:active {runq:pad}:lease"), 2);
+    ASSERT_OK(runq_job_fail(jb, "boom", 60000));
+    runq_job_free(jb);
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:pad}:active {runq:pad}:lease"), 0);
+    ASSERT_OK(runq_queue_stats_get(&st, c, "pad"));
+    ASSERT_EQ(st.active, 0);
+    ASSERT_EQ(st.scheduled, 1);
+    runq_worker_free(w);
+    redisFree(r);
+    runq_client_close(c);
+}
+
 TEST_MAIN()

@@ -4,11 +4,16 @@
 --   2|maxr|prio|created|eta|timeout|deadline|uttl|rint|uud|#task|#args|#ukey|#meta|#rkey|
 -- followed by task, args, ukey, meta and rkey, back to back (# = byte length).
 -- Plain concatenation: hot paths store and return it without decoding it,
--- and it is cheaper to build here than a msgpack map.
+-- and it is cheaper to build here than a msgpack map. The arguments are
+-- strings; the lengths go through one string.format with %d, because Lua
+-- turns a number into a string with %.14g, which cost more than all the
+-- rest of the record (enqueue's largest per-job cost before).
 local function rec_build(maxr, prio, created, eta, timeout, deadline, uttl, rint, uud, task, args,
                          ukey, meta, rkey)
-  return table.concat({'2', maxr, prio, created, eta, timeout, deadline, uttl, rint, uud, #task,
-    #args, #ukey, #meta, #rkey, task .. args .. ukey .. meta .. rkey}, '|')
+  return '2|' .. maxr .. '|' .. prio .. '|' .. created .. '|' .. eta .. '|' .. timeout .. '|' ..
+    deadline .. '|' .. uttl .. '|' .. rint .. '|' .. uud ..
+    string.format('|%d|%d|%d|%d|%d|', #task, #args, #ukey, #meta, #rkey) ..
+    task .. args .. ukey .. meta .. rkey
 end
 
 local REC_PAT = '^2|(%d+)|(%-?%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|([01])|' ..
@@ -59,6 +64,29 @@ local function att_parse(s)
   local a, e, p = string.match(s, '^(%d+)|(%d+)|()')
   if not a then return 0, '0', '' end
   return tonumber(a), e, string.sub(s, p)
+end
+
+-- Leases: {runq:Q}:active (zset, score: lease expiry) and {runq:Q}:lease
+-- (hash, id -> "token|attempt"). Redis keeps a small zset or hash as a
+-- listpack, which every lookup and insert scans whole; a busy queue holds 50
+-- to 500 leases, where that was about half of what fetch and ack cost per
+-- job. LEASE_PAD, an entry longer than the listpack limit (64 bytes by
+-- default), goes into both keys with the first lease (fetch.lua puts it
+-- first in its ZADD and HSET), so they use hash tables from the start. It is
+-- no job id (those have 26 characters), never due (+inf in active), not
+-- counted (ZCOUNT up to +inf, exclusive), and leaves with the last lease.
+local LEASE_PAD = '~runq~lease~pad~' .. string.rep('~', 64)
+
+-- Remove the leases of ids (a table, at least one).
+local function lease_drop(active, lease, ids)
+  redis.call('ZREM', active, unpack(ids))
+  redis.call('HDEL', lease, unpack(ids))
+  if redis.call('ZCARD', active) == 1 and redis.call('ZSCORE', active, LEASE_PAD) then
+    -- Only the pad's own field goes: a lease entry the active zset lost
+    -- (extend re-creates those) must stay.
+    redis.call('ZREM', active, LEASE_PAD)
+    redis.call('HDEL', lease, LEASE_PAD)
+  end
 end
 
 -- A lease ({runq:Q}:lease): "token|attempt".

@@ -37,12 +37,12 @@ if #keep > 0 then
   for j, i in ipairs(keep) do
     local a = 4 * (i - 1) + 1
     local result, att = ARGV[a + 3], atts[j] or ''
-    redis.call('SET', tag .. 'fin:' .. ids[i], table.concat({'4', now_s, lease_attempt(leases[i]),
-      #result, #att, result .. att .. (recs[j] or '')}, '|'), 'PX', ARGV[a + 4])
+    -- %d: Lua would turn the numbers into strings with %.14g, a costly path
+    redis.call('SET', tag .. 'fin:' .. ids[i], string.format('4|%s|%d|%d|%d|', now_s,
+      lease_attempt(leases[i]), #result, #att) .. result .. att .. (recs[j] or ''), 'PX', ARGV[a + 4])
   end
 end
-redis.call('ZREM', KEYS[2], unpack(ok))
-redis.call('HDEL', KEYS[3], unpack(ok))
+lease_drop(KEYS[2], KEYS[3], ok)
 redis.call('HDEL', KEYS[1], unpack(ok))
 if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('HDEL', KEYS[4], unpack(ok)) end
 if redis.call('EXISTS', KEYS[10]) == 1 then redis.call('ZREM', KEYS[10], unpack(ok)) end

@@ -49,7 +49,9 @@ for i = 1, n do
     waiting = waiting + 1
     local eta_s = ARGV[a + 7]
     local eta = tonumber(eta_s)
-    if eta == 0 then
+    if eta == 0 and ARGV[a + 8] == '0' then
+      eta, eta_s = now, now_s -- the common case: due at once
+    elseif eta == 0 then
       eta = now + tonumber(ARGV[a + 8])
       eta_s = fmt('%d', eta)
     end

@@ -16,8 +16,7 @@ local lv = redis.call('HGET', KEYS[3], id)
 if not lease_token_ok(lv, ARGV[3]) then return {-9} end
 local now, now_s = now_ms()
 local attempt = lease_attempt(lv)
-redis.call('ZREM', KEYS[2], id)
-redis.call('HDEL', KEYS[3], id)
+lease_drop(KEYS[2], KEYS[3], {id})
 -- Queue gates: count failed attempts in a row; N of them pause the queue
 -- (pause_min_ms, doubling per automatic pause up to pause_max_ms). Once the
 -- interval has passed, any failure (the probe's, or a late one) pauses again.

@@ -51,18 +51,19 @@ local a_dirty = false
 -- Dead-letter a job taken out of scheduled, pending, ready or active.
 local function bury(id, attempt, reason)
   a_dirty = true
-  redis.call('ZREM', K.active, id)
-  redis.call('HDEL', K.lease, id)
+  lease_drop(K.active, K.lease, {id})
   rk_left(id, now) -- rate key: it never started
   to_dead(tag, K, id, attempt, '0', reason, now_s)
 end
 
 -- The head (lowest score) of a zset, or nil; a scan below runs only when its
 -- zset's head is due, so an idle queue costs one ZRANGE per zset, not a scan.
+-- +inf is no head: active's LEASE_PAD, a rate key in flight.
 local function head(key)
   local h = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if #h == 0 then return nil end
-  return tonumber(h[2])
+  local s = #h > 0 and tonumber(h[2])
+  if not s or s == math.huge then return nil end
+  return s
 end
 local s_head, a_head, rk_head = head(KEYS[1]), head(KEYS[3]), head(RKEYS)
 local s_scan = s_head ~= nil and s_head <= now
@@ -91,7 +92,7 @@ for _, id in ipairs(a_scan and redis.call('ZRANGEBYSCORE', K.active, '-inf', now
   if not lv then
     -- A lease entry whose job is no longer leased (settled): drop the
     -- entry, never re-run the job.
-    redis.call('ZREM', K.active, id)
+    lease_drop(K.active, K.lease, {id})
     a_dirty = true
   else
     local rec = redis.call('HGET', K.jobs, id)
@@ -102,8 +103,7 @@ for _, id in ipairs(a_scan and redis.call('ZRANGEBYSCORE', K.active, '-inf', now
     elseif attempt > h.maxr then
       bury(id, attempt, 'lease expired')
     else
-      redis.call('ZREM', K.active, id)
-      redis.call('HDEL', K.lease, id)
+      lease_drop(K.active, K.lease, {id})
       a_dirty = true
       local _, eta = att_parse(redis.call('HGET', K.att, id))
       redis.call('HSET', K.att, id, att_build(attempt, eta, 'lease expired'))
@@ -172,7 +172,7 @@ else
     end
   end
   if allow > 0 and climit > 0 then
-    allow = math.max(0, math.min(allow, climit - redis.call('ZCARD', K.active)))
+    allow = math.max(0, math.min(allow, climit - redis.call('ZCOUNT', K.active, '-inf', '(+inf')))
   end
   if allow > 0 and rate > 0 then
     allow = math.max(0, math.min(allow, math.floor((now_us + tau - tat) / emission) + 1))
@@ -234,7 +234,7 @@ if #ids > 0 then
   local recs = redis.call('HMGET', K.jobs, unpack(ids))
   local atts = redis.call('HMGET', K.att, unpack(ids))
   local dls = redis.call('EXISTS', K.dl) == 1 and redis.call('ZMSCORE', K.dl, unpack(ids)) or {}
-  local zadd, lset = {K.active}, {K.lease}
+  local zadd, lset = {K.active, '+inf', LEASE_PAD}, {K.lease, LEASE_PAD, ''}
   for i, id in ipairs(ids) do
     local rec, attempt = recs[i], att_parse(atts[i])
     -- The version is judged here; the client reads the rest and buries a

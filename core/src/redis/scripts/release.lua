@@ -12,8 +12,7 @@ local lv = redis.call('HGET', KEYS[3], id)
 if not lease_token_ok(lv, ARGV[3]) then return -9 end
 local _, now_s = now_ms()
 local attempt = lease_attempt(lv) - 1
-redis.call('ZREM', KEYS[2], id)
-redis.call('HDEL', KEYS[3], id)
+lease_drop(KEYS[2], KEYS[3], {id})
 if redis.call('HGET', KEYS[7], 'probe') == id then redis.call('HSET', KEYS[7], 'probe', '') end
 local old = redis.call('HGET', KEYS[4], id)
 if old or attempt > 0 then
