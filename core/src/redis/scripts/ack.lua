@@ -19,7 +19,8 @@ for i = 1, n do
   if lease_token_ok(leases[i], ARGV[4 * (i - 1) + 3]) then
     out[i] = 0
     ok[#ok + 1] = ids[i]
-    if tonumber(ARGV[4 * (i - 1) + 5]) > 0 then keep[#keep + 1] = i end
+    local ttl = ARGV[4 * (i - 1) + 5]
+    if ttl ~= '-1' and tonumber(ttl) > 0 then keep[#keep + 1] = i end
   else
     out[i] = -9
   end
