@@ -161,7 +161,7 @@ static int call_with_job(rqpy_handler *h, PyObject *fn, runq_job *job)
 static int handler_trampoline(runq_job *job, void *userdata)
 {
     rqpy_handler *h = userdata;
-    PyGILState_STATE g = PyGILState_Ensure();
+    PyGILState_STATE g = rqpy_gil_ensure();
     int rc = call_with_job(h, h->handler, job);
     PyGILState_Release(g);
     return rc;
@@ -170,7 +170,7 @@ static int handler_trampoline(runq_job *job, void *userdata)
 static void fallback_trampoline(runq_job *job, void *userdata)
 {
     rqpy_handler *h = userdata;
-    PyGILState_STATE g = PyGILState_Ensure();
+    PyGILState_STATE g = rqpy_gil_ensure();
     call_with_job(h, h->fallback, job);
     PyGILState_Release(g);
 }

@@ -73,7 +73,7 @@ static int before_enqueue_trampoline(runq_job *job, void *userdata)
 {
     rqpy_hooks *h = userdata;
     int rc = 0;
-    PyGILState_STATE g = PyGILState_Ensure();
+    PyGILState_STATE g = rqpy_gil_ensure();
     if (call_hook(h, h->before_enqueue, job, NULL) < 0) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
@@ -107,7 +107,7 @@ static int before_enqueue_trampoline(runq_job *job, void *userdata)
 static void before_process_trampoline(runq_job *job, void *userdata)
 {
     rqpy_hooks *h = userdata;
-    PyGILState_STATE g = PyGILState_Ensure();
+    PyGILState_STATE g = rqpy_gil_ensure();
     if (call_hook(h, h->before_process, job, NULL) < 0)
         PyErr_WriteUnraisable(h->before_process);
     PyGILState_Release(g);
@@ -116,7 +116,7 @@ static void before_process_trampoline(runq_job *job, void *userdata)
 static void after_process_trampoline(runq_job *job, const runq_process_info *info, void *userdata)
 {
     rqpy_hooks *h = userdata;
-    PyGILState_STATE g = PyGILState_Ensure();
+    PyGILState_STATE g = rqpy_gil_ensure();
     int o = (int)info->outcome;
     PyObject *extra = Py_BuildValue("(szL)", o >= 1 && o <= 5 ? OUTCOMES[o] : "lost",
                                     info->error, (long long)info->duration_us);
@@ -129,7 +129,7 @@ static void after_process_trampoline(runq_job *job, const runq_process_info *inf
 static void hooks_free(void *userdata)
 {
     rqpy_hooks *h = userdata;
-    PyGILState_STATE g = PyGILState_Ensure();
+    PyGILState_STATE g = rqpy_gil_ensure();
     Py_XDECREF(h->before_enqueue);
     Py_XDECREF(h->before_process);
     Py_XDECREF(h->after_process);

@@ -31,6 +31,10 @@ typedef struct rqpy_state {
 
 rqpy_state *rqpy_state_of(PyTypeObject *type);
 
+/* gil.c: PyGILState_Ensure for engine threads that keeps their thread
+ * state alive between calls; release with PyGILState_Release. */
+PyGILState_STATE rqpy_gil_ensure(void);
+
 /* errors.c */
 int rqpy_errors_init(PyObject *module, rqpy_state *st);
 /* Raise the exception for an engine code with runq_error_last() as detail.

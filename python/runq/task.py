@@ -10,7 +10,7 @@ import typing
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from . import _runq
-from .codec import encode_args, encode_value
+from .codec import decode_args, encode_args, encode_value
 from .errors import DuplicateJob, Retry
 from .job import Job, JobRef
 
@@ -266,13 +266,15 @@ class Task:
         )
 
     def _invoke(self, fn: Callable[..., Any], style: str, raw: _runq.Job) -> Any:
-        job = Job(raw)
+        # A Job reads every field of the engine's job; only a handler that
+        # takes one gets it (the others were paying for it on every job).
         if style == "none":
             result = fn()
         elif style == "job":
-            result = fn(job)
+            result = fn(Job(raw))
         else:
-            result = fn(*job.args, **job.kwargs)
+            args, kwargs = decode_args(raw.args)
+            result = fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = self.app._run_coroutine(result, raw)
         return result
