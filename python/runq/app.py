@@ -193,9 +193,12 @@ class App:
                     log.exception("runq: after_process hook %r failed for job %s", fn, raw.id)
 
     def _in_job_context(self, job_id: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a handler in the context its before_process hooks ran in."""
-        ctx = self._job_contexts.get(job_id)
-        return fn(*args) if ctx is None else ctx.run(fn, *args)
+        """Run a handler in the context its before_process hooks ran in, or
+        in a new empty one: an engine thread keeps its Python thread state
+        from job to job, so a context variable a handler sets must not
+        reach the next job."""
+        ctx = self._job_contexts.get(job_id) or contextvars.Context()
+        return ctx.run(fn, *args)
 
     def on_enqueue(self, fn: F) -> F:
         """``fn(job)`` before each job is stored: it may add metadata with

@@ -1,6 +1,7 @@
 """Tasks: a name bound to a Python handler, and the ways to enqueue it."""
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
 import inspect
 import logging
@@ -302,7 +303,8 @@ class Task:
     def _dispatch_fallback(self, raw: _runq.Job) -> bool:
         assert self.fallback is not None
         try:
-            self._invoke(self.fallback, self._fallback_style, raw)
+            # A new context, as for handlers (App._in_job_context).
+            contextvars.Context().run(self._invoke, self.fallback, self._fallback_style, raw)
         except BaseException:
             log.exception("runq: fallback of task %s failed for job %s", self.name, raw.id)
         return True

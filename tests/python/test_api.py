@@ -1,6 +1,7 @@
 """The Python API over both backends: enqueue, wait, handlers, options."""
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 
@@ -346,6 +347,24 @@ def test_result_ttl_zero_keeps_nothing_of_done_jobs(backend_url: str) -> None:
             ref.wait(5)
     finally:
         app.close()
+
+
+_seen_var: "contextvars.ContextVar[int]" = contextvars.ContextVar("seen")
+
+
+def test_a_context_variable_set_by_a_handler_does_not_reach_the_next_job(h: Harness) -> None:
+    seen: list[int] = []
+
+    @h.task("ctx")
+    def t(i: int) -> None:
+        seen.append(_seen_var.get(-1))
+        _seen_var.set(i)
+
+    refs = [t.enqueue(i) for i in range(3)]
+    h.worker(concurrency=1)  # one engine thread runs all three
+    for r in refs:
+        r.wait(30)
+    assert seen == [-1, -1, -1]
 
 
 def test_job_not_found_and_wait_timeout(h: Harness) -> None:
