@@ -18,6 +18,21 @@ int64_t rq_now_ms(void) {
 
 int64_t rq_mono_ms(void) { return (int64_t)(uv_hrtime() / 1000000); }
 
+size_t rq_fmt_u64(char *out, uint64_t v) {
+    char tmp[20];
+    size_t n = 0;
+    do tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t rq_fmt_i64(char *out, int64_t v) {
+    if (v >= 0) return rq_fmt_u64(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + rq_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+}
+
 uint64_t rq_fnv1a64(const void *data, size_t len) {
     const unsigned char *p = data;
     uint64_t h = 14695981039346656037ULL;

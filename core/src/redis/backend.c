@@ -46,7 +46,16 @@ typedef struct rq_redis {
  * one cluster slot and each script touches one slot (except the queue
  * registry runq:queues, see docs). */
 static void qkey(char out[KEY_MAX], const char *queue, const char *suffix) {
-    snprintf(out, KEY_MAX, "{runq:%s}:%s", queue, suffix);
+    /* "{runq:<queue>}:<suffix>"; names are checked to fit (RUNQ_NAME_MAX),
+     * anything longer is cut as snprintf would. */
+    size_t ql = strlen(queue), sl = strlen(suffix);
+    if (ql > RUNQ_NAME_MAX) ql = RUNQ_NAME_MAX;
+    if (8 + ql + sl >= KEY_MAX) sl = KEY_MAX - 9 - ql;
+    memcpy(out, "{runq:", 6);
+    memcpy(out + 6, queue, ql);
+    memcpy(out + 6 + ql, "}:", 2);
+    memcpy(out + 8 + ql, suffix, sl);
+    out[8 + ql + sl] = '\0';
 }
 /* The set of every queue name ever enqueued to: lookups by id search them. */
 #define QUEUES_KEY "runq:queues"

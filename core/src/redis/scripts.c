@@ -4,7 +4,6 @@
 #include "redis/sha1.h"
 #include "redis_scripts.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -42,13 +41,11 @@ void rq_call_str(rq_call *call, const char *s) { rq_resp_arg(&call->args, s ? s 
 void rq_call_bin(rq_call *call, const void *p, size_t n) { rq_resp_arg(&call->args, p ? p : "", p ? n : 0); }
 void rq_call_i64(rq_call *call, int64_t v) {
     char b[24];
-    int n = snprintf(b, sizeof b, "%" PRId64, v);
-    rq_resp_arg(&call->args, b, (size_t)n);
+    rq_resp_arg(&call->args, b, rq_fmt_i64(b, v));
 }
 void rq_call_u64(rq_call *call, uint64_t v) {
     char b[24];
-    int n = snprintf(b, sizeof b, "%" PRIu64, v);
-    rq_resp_arg(&call->args, b, (size_t)n);
+    rq_resp_arg(&call->args, b, rq_fmt_u64(b, v));
 }
 
 void rq_call_clear(rq_call *call) {
@@ -60,11 +57,11 @@ void rq_call_clear(rq_call *call) {
 /* EVALSHA sha|EVAL text, numkeys, keys..., args... */
 static int add_call(rq_req *req, const rq_call *call, bool by_text) {
     const rq_script_source *src = &rq_script_sources[call->script];
-    char nk[16];
-    snprintf(nk, sizeof nk, "%d", call->nkeys);
+    char nk[24];
+    size_t nkl = rq_fmt_i64(nk, call->nkeys);
     const char *argv[3] = {by_text ? "EVAL" : "EVALSHA", by_text ? src->text : script_sha[call->script],
                            nk};
-    size_t lens[3] = {strlen(argv[0]), by_text ? src->len : 40, strlen(nk)};
+    size_t lens[3] = {strlen(argv[0]), by_text ? src->len : 40, nkl};
     return rq_req_add(req, 3, argv, lens, &call->args);
 }
 
