@@ -53,6 +53,21 @@ TEST(ids_are_unique_and_sorted) {
     ASSERT_GT(strcmp(ids[0], "0000000000"), 0);
 }
 
+TEST(integers_are_formatted_as_printf_would) {
+    const int64_t vals[] = {0, 7, -7, 10, 1733000000000LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+        char got[24], want[24];
+        size_t n = rq_fmt_i64(got, vals[i]);
+        got[n] = '\0';
+        snprintf(want, sizeof want, "%lld", (long long)vals[i]);
+        ASSERT_STR(got, want);
+    }
+    char got[24];
+    size_t n = rq_fmt_u64(got, UINT64_MAX);
+    got[n] = '\0';
+    ASSERT_STR(got, "18446744073709551615");
+}
+
 TEST(backoff_grows_caps_and_jitters) {
     runq_task_options o = RUNQ_TASK_OPTIONS_INIT;
     o.backoff_min_ms = 100;
