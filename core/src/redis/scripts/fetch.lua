@@ -37,9 +37,10 @@ local function ready(id, prio, rkey)
 end
 
 -- A promoted job left pending: leased (its key's next job may be promoted
--- at `at` = now + interval) or dead-lettered unstarted (`at` = now).
-local function rk_left(id, at)
-  local rkey = redis.call('HGET', RKFLIGHT, id)
+-- at `at` = now + interval) or dead-lettered unstarted (`at` = now). rkey:
+-- its rate key when the caller has read it already.
+local function rk_left(id, at, rkey)
+  rkey = rkey or redis.call('HGET', RKFLIGHT, id)
   if not rkey then return end
   redis.call('HDEL', RKFLIGHT, id)
   redis.call('ZADD', RKEYS, fmt('%d', at), rkey)
@@ -235,6 +236,9 @@ if #ids > 0 then
   local atts = redis.call('HMGET', K.att, unpack(ids))
   local dls = redis.call('EXISTS', K.dl) == 1 and redis.call('ZMSCORE', K.dl, unpack(ids)) or {}
   local zadd, lset = {K.active, '+inf', LEASE_PAD}, {K.lease, LEASE_PAD, ''}
+  -- Jobs from pending may be promoted rate-key jobs; without any in flight
+  -- (the common case, retries and priorities included) none is looked up.
+  local rk_inflight = redis.call('EXISTS', RKFLIGHT) == 1
   for i, id in ipairs(ids) do
     local rec, attempt = recs[i], att_parse(atts[i])
     -- The version is judged here; the client reads the rest and buries a
@@ -253,11 +257,11 @@ if #ids > 0 then
       lset[#lset + 1] = id
       lset[#lset + 1] = token .. '|' .. attempt
       -- rate key: the key's next job may start an interval from now
-      if zsrc[i] then
+      if zsrc[i] and rk_inflight then
         local rkey = redis.call('HGET', RKFLIGHT, id)
         if rkey then
           local h = rec_parse(rec)
-          rk_left(id, now + (h and h.rint or 0))
+          rk_left(id, now + (h and h.rint or 0), rkey)
           rk_started = true
         end
       end
