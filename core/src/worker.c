@@ -391,13 +391,18 @@ static bool job_timed_out(runq_job *job) {
 
 /* The ack of a job as the backend takes it. Results are compressed like
  * args (compress.h); get/wait unwrap them. *wrapped (freed by the caller)
- * holds the compressed bytes the item points at, or NULL. */
+ * holds the compressed bytes the item points at, or NULL. A client that
+ * keeps nothing of done jobs (RUNQ_RESULT_TTL_NONE) sends no result. */
 static int ack_item_make(runq_worker *w, runq_job *job, rq_ack_item *item, uint8_t **wrapped) {
+    int64_t ttl = w->client->options.result_ttl_ms;
+    *wrapped = NULL;
+    *item = (rq_ack_item){job, NULL, 0, ttl};
+    if (ttl == RUNQ_RESULT_TTL_NONE) return 0;
     size_t wlen = 0;
     int rc = rq_payload_wrap(wrapped, &wlen, job->result, job->result_len,
                              w->client->options.compress_threshold);
-    *item = (rq_ack_item){job, *wrapped ? *wrapped : job->result,
-                          *wrapped ? wlen : job->result_len, w->client->options.result_ttl_ms};
+    item->result = *wrapped ? *wrapped : job->result;
+    item->result_len = *wrapped ? wlen : job->result_len;
     return rc;
 }
 

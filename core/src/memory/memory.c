@@ -624,7 +624,8 @@ static int mem_ack(runq_backend *b, const runq_job *job, const void *result, siz
     uv_mutex_lock(&s->lock);
     mrec *r = leased(s, job, &q);
     if (!r) rc = RUNQ_ESTALE;
-    else if ((rc = rq_job_set_buf(&r->job->result, &r->job->result_len, result, len)) == 0) {
+    else if (result_ttl_ms <= 0 ||
+             (rc = rq_job_set_buf(&r->job->result, &r->job->result_len, result, len)) == 0) {
         mlist_remove(&q->active, r);
         r->job->state = RUNQ_STATE_DONE;
         r->job->lease_token = 0;
