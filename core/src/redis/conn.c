@@ -145,10 +145,8 @@ static size_t dec_len(size_t v) {
 
 /* "<c><v>\r\n" at p; returns the end. */
 static char *put_count(char *p, char c, size_t v) {
-    size_t n = dec_len(v);
     *p++ = c;
-    for (size_t i = n; i-- > 0; v /= 10) p[i] = (char)('0' + v % 10);
-    p += n;
+    p += rq_fmt_u64(p, v);
     *p++ = '\r';
     *p++ = '\n';
     return p;

@@ -89,6 +89,11 @@ local function lease_drop(active, lease, ids)
   end
 end
 
+-- How many jobs are leased (the pad is no lease).
+local function lease_count(active)
+  return redis.call('ZCOUNT', active, '-inf', '(+inf')
+end
+
 -- A lease ({runq:Q}:lease): "token|attempt".
 local function lease_token_ok(lv, token)
   -- find and byte make no new strings (ack runs this for every job)

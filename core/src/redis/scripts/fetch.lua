@@ -173,7 +173,7 @@ else
     end
   end
   if allow > 0 and climit > 0 then
-    allow = math.max(0, math.min(allow, climit - redis.call('ZCOUNT', K.active, '-inf', '(+inf')))
+    allow = math.max(0, math.min(allow, climit - lease_count(K.active)))
   end
   if allow > 0 and rate > 0 then
     allow = math.max(0, math.min(allow, math.floor((now_us + tau - tat) / emission) + 1))

@@ -18,4 +18,4 @@ end
 local pending = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[7]) +
   redis.call('LLEN', KEYS[8])
 return {redis.call('ZCARD', KEYS[1]), pending,
-        redis.call('ZCOUNT', KEYS[3], '-inf', '(+inf'), redis.call('ZCARD', KEYS[4]), paused, till}
+        lease_count(KEYS[3]), redis.call('ZCARD', KEYS[4]), paused, till}
