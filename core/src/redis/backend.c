@@ -14,7 +14,7 @@
 #include <uv.h>
 
 #define KEY_MAX (RUNQ_NAME_MAX * 2 + 64)
-#define FETCH_FIELDS 5 /* id, record, lease token, attempt, attempt state */
+#define FETCH_FIELDS 3 /* id, record, attempt state (fetch.lua) */
 #define BLOCK_SLICE_MS 30000 /* longest single BZPOPMIN; the loop re-arms it */
 #define REDIS_TICK_MS 100    /* granularity of Redis's blocking timeouts (hz 10) */
 
@@ -353,40 +353,36 @@ static int job_set_att(runq_job *j, const rq_att *att) {
     return 0;
 }
 
-/* Build a leased job from FETCH_FIELDS fetch fields. RUNQ_EPROTO with *why
- * set when the record is malformed in a way the script does not judge. */
+/* Build a leased job from FETCH_FIELDS fetch fields, leased with `token`.
+ * RUNQ_EPROTO with *why set when the record is malformed in a way the
+ * script does not judge. */
 static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const char *queue,
-                          int64_t expiry, const char **why) {
+                          uint64_t token, int64_t expiry, const char **why) {
     const rq_reply *f[FETCH_FIELDS];
     for (size_t i = 0; i < FETCH_FIELDS; i++) f[i] = rq_reply_at(r, at + i);
     rq_span rs = {0}, as = {0};
-    int64_t attempt = 0;
     rq_record rec;
     rq_att att;
     *why = NULL;
     if (!f[0] || f[0]->type != RQ_REPLY_STRING || f[0]->len != RUNQ_ID_LEN) *why = "bad id";
     else if (!reply_span(f[1], &rs) || (*why = rq_record_parse(&rec, rs.p, rs.len)) != NULL) {
         if (!*why) *why = "the job record is missing";
-    } else if (!reply_i64(f[3], &attempt) || !reply_span(f[4], &as) ||
-               !rq_att_parse(&att, as.p, as.len))
+    } else if (!reply_span(f[2], &as) || !rq_att_parse(&att, as.p, as.len) ||
+               att.attempt == INT32_MAX)
         *why = "bad attempt state";
     if (*why) return RUNQ_EPROTO;
     runq_job *j = rq_job_new();
     if (!j) return rq_error(RUNQ_ENOMEM, "out of memory");
     memcpy(j->id, f[0]->str, RUNQ_ID_SIZE);
-    int rc = 0;
-    if (!reply_u64(f[2], &j->lease_token)) {
-        *why = "bad lease";
-        rc = RUNQ_EPROTO;
-    }
-    if (!rc) rc = rq_record_to_job(j, &rec, why);
+    j->lease_token = token;
+    int rc = rq_record_to_job(j, &rec, why);
     if (!rc) rc = job_set_att(j, &att);
     if (!rc) rc = rq_job_set_str(&j->queue, queue);
     if (rc) {
         rq_job_destroy(j);
         return rc;
     }
-    j->attempt = (int)attempt;
+    j->attempt = att.attempt + 1; /* the script counts this attempt the same way */
     j->lease_until_ms = expiry;
     j->state = RUNQ_STATE_ACTIVE;
     *out = j;
@@ -398,7 +394,7 @@ static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const ch
  * once with that reason (the client cannot read the job, so retrying cannot
  * help). Returns 0 (*dead set), RUNQ_ESTALE without a detail (the caller
  * names the job), or another error. */
-static int fail_script(rq_redis *rb, const char *queue, const char *id, const char *token,
+static int fail_script(rq_redis *rb, const char *queue, const char *id, uint64_t token,
                        const char *error, int64_t delay_ms, const char *bury_reason, bool *dead) {
     *dead = false;
     rq_call c;
@@ -407,7 +403,7 @@ static int fail_script(rq_redis *rb, const char *queue, const char *id, const ch
                "config", "gate", "pending", "ready", "uud", "waiters");
     call_prefix(&c, queue);
     rq_call_str(&c, id);
-    rq_call_str(&c, token);
+    rq_call_u64(&c, token);
     rq_call_str(&c, bury_reason ? bury_reason : error ? error : "failed");
     rq_call_i64(&c, bury_reason ? 0 : delay_ms);
     rq_call_str(&c, bury_reason ? "1" : "0");
@@ -423,7 +419,7 @@ static int fail_script(rq_redis *rb, const char *queue, const char *id, const ch
 
 /* Dead-letter a leased job the client cannot decode. Best effort: if this
  * fails, the lease expires and the next fetch meets the job again. */
-static int bury_job(rq_redis *rb, const char *queue, const char *id, const char *token,
+static int bury_job(rq_redis *rb, const char *queue, const char *id, uint64_t token,
                     const char *reason) {
     bool dead;
     int rc = fail_script(rb, queue, id, token, NULL, 0, reason, &dead);
@@ -432,19 +428,17 @@ static int bury_job(rq_redis *rb, const char *queue, const char *id, const char 
     return rc;
 }
 
-static void bury(rq_redis *rb, const char *queue, const rq_reply *id, const rq_reply *token,
+static void bury(rq_redis *rb, const char *queue, const rq_reply *id, uint64_t token,
                  const char *why) {
-    if (!id || id->type != RQ_REPLY_STRING || !token || token->type != RQ_REPLY_STRING) return;
+    if (!id || id->type != RQ_REPLY_STRING) return;
     char reason[160];
     snprintf(reason, sizeof reason, "corrupt job: %s", why);
-    (void)bury_job(rb, queue, id->str, token->str, reason);
+    (void)bury_job(rb, queue, id->str, token, reason);
 }
 
 /* The backend op: the engine found a leased job unreadable. */
 static int redis_bury(runq_backend *b, const runq_job *job, const char *reason) {
-    char token[24];
-    snprintf(token, sizeof token, "%" PRIu64, job->lease_token);
-    return bury_job(RB(b), job->queue, job->id, token, reason);
+    return bury_job(RB(b), job->queue, job->id, job->lease_token, reason);
 }
 
 /* One fetch script on one queue. Appends leased jobs to out[*n...]. */
@@ -460,12 +454,10 @@ static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *
     rq_call_i64(&c, req->lease_ms);
     rq_call_i64(&c, (int64_t)want);
     rq_call_str(&c, queue);
-    for (size_t i = 0; i < want; i++) {
-        uint64_t t;
-        do t = rq_random64();
-        while (t == 0); /* 0 means "no lease" in snapshots */
-        rq_call_u64(&c, t);
-    }
+    uint64_t token;
+    do token = rq_random64();
+    while (token == 0); /* 0 means "no lease" in snapshots */
+    rq_call_u64(&c, token);
     int rc = run1(rb, &c, "fetch");
     if (rc) goto out;
     const rq_reply *r = c.reply;
@@ -482,9 +474,9 @@ static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *
         size_t at = 4 + (size_t)i * FETCH_FIELDS;
         const char *why = NULL;
         runq_job *j = NULL;
-        int jrc = job_from_fetch(&j, r, at, queue, expiry, &why);
+        int jrc = job_from_fetch(&j, r, at, queue, token, expiry, &why);
         if (jrc == RUNQ_EPROTO) {
-            bury(rb, queue, rq_reply_at(r, at), rq_reply_at(r, at + 2), why);
+            bury(rb, queue, rq_reply_at(r, at), token, why);
             continue;
         }
         if (jrc) {
@@ -728,9 +720,8 @@ static int redis_ack(runq_backend *b, const runq_job *job, const void *result, s
 
 static int redis_fail(runq_backend *b, const runq_job *job, const char *error,
                       int64_t retry_delay_ms, bool *dead) {
-    char token[24];
-    snprintf(token, sizeof token, "%" PRIu64, job->lease_token);
-    int rc = fail_script(RB(b), job->queue, job->id, token, error, retry_delay_ms, NULL, dead);
+    int rc = fail_script(RB(b), job->queue, job->id, job->lease_token, error, retry_delay_ms, NULL,
+                         dead);
     return rc == RUNQ_ESTALE ? stale(job) : rc;
 }
 

@@ -10,10 +10,13 @@
 --         unique:<key> and the finish notices done:<id> are built from it,
 --         so they share the slot of KEYS[1])
 -- ARGV[2] lease ms  ARGV[3] max jobs  ARGV[4] queue name
--- ARGV[5..] one fresh lease token per job that may be leased
+-- ARGV[5] a fresh lease token for the jobs this call leases: each lease is
+--         the token and the attempt; a job leased again later gets another
+--         call's token, so a stale holder's token never matches.
 -- Returns {now, next_due, n, lease expiry, job fields x n}: per job id,
--- record, lease token, attempt, attempt state ("attempt|eta|error" of the
--- previous attempts, or ''); next_due is 0 when nothing is scheduled or leased.
+-- record, attempt state ("attempt|eta|error" of the previous attempts, or
+-- ''; this attempt is one more); next_due is 0 when nothing is scheduled or
+-- leased.
 local now, now_s, t = now_ms()
 local tag, lease, max, queue = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local BATCH = 1000 -- bound on work per call; the rest is seen on the next one
@@ -239,6 +242,10 @@ if #ids > 0 then
   -- Jobs from pending may be promoted rate-key jobs; without any in flight
   -- (the common case, retries and priorities included) none is looked up.
   local rk_inflight = redis.call('EXISTS', RKFLIGHT) == 1
+  -- A first attempt's lease is a constant string; a number concatenated
+  -- would go through %.14g.
+  local token = ARGV[5]
+  local first = token .. '|1'
   for i, id in ipairs(ids) do
     local rec, attempt = recs[i], att_parse(atts[i])
     -- The version is judged here; the client reads the rest and buries a
@@ -251,11 +258,10 @@ if #ids > 0 then
     else
       taken = taken + 1
       attempt = attempt + 1
-      local token = ARGV[4 + taken]
       zadd[#zadd + 1] = expiry_s
       zadd[#zadd + 1] = id
       lset[#lset + 1] = id
-      lset[#lset + 1] = token .. '|' .. attempt
+      lset[#lset + 1] = attempt == 1 and first or fmt('%s|%d', token, attempt)
       -- rate key: the key's next job may start an interval from now
       if zsrc[i] and rk_inflight then
         local rkey = redis.call('HGET', RKFLIGHT, id)
@@ -271,9 +277,7 @@ if #ids > 0 then
       local n = #out
       out[n + 1] = id
       out[n + 2] = rec
-      out[n + 3] = token
-      out[n + 4] = attempt
-      out[n + 5] = atts[i] or ''
+      out[n + 3] = atts[i] or ''
     end
   end
   if taken > 0 then
