@@ -311,22 +311,35 @@ function _M.enqueue(self, task, args, opts)
     tag .. ":pending",
     tag .. ":marker",
     tag .. ":config",
-    tag .. ":unique:" .. (ukey or ""),
     tag .. ":ready",
-    tag .. ":rk:" .. (rkey or ""),
     tag .. ":rkeys",
     tag .. ":rkwait",
     tag .. ":dl",
     tag .. ":uud",
     "runq:queues",
   }
+  -- The record but for the times the server fills in (docs/protocol.md,
+  -- "Enqueueing from another language").
+  ukey, rkey = ukey or "", rkey or ""
+  priority = priority or 0
+  local uttl = ukey ~= "" and (unique_ttl or DEFAULT_UNIQUE_TTL_MS) or 0
+  local rint = rkey ~= "" and v.rate_interval or 0
   local argv = {
-    id, task, queue, payload, max_retries or DEFAULT_MAX_RETRIES, priority or 0,
-    v.eta or 0, v.delay or 0, v.timeout or 0, v.deadline or 0, v.ttl or 0,
-    ukey or "", unique_ttl or DEFAULT_UNIQUE_TTL_MS,
-    meta,
-    rkey or "", v.rate_interval or 0, uud and "1" or "0",
+    queue, id,
+    format("2|%d|%d|", max_retries or DEFAULT_MAX_RETRIES, priority),
+    format("|%d|", v.timeout or 0),
+    format("|%d|%d|%d|%d|%d|%d|%d|%d|", uttl, rint, (ukey ~= "" and uud) and 1 or 0,
+           #task, #payload, #ukey, #meta, #rkey) .. task .. payload .. ukey .. meta .. rkey,
   }
+  if priority == 0 and not v.eta and not v.delay and not v.deadline and not v.ttl and
+     ukey == "" and rkey == "" then
+    argv[#argv + 1] = "0"
+  else
+    for _, a in ipairs({ "1", priority, v.eta or 0, v.delay or 0, v.deadline or 0, v.ttl or 0,
+                         ukey, unique_ttl or DEFAULT_UNIQUE_TTL_MS, uud and "1" or "0", rkey }) do
+      argv[#argv + 1] = a
+    end
+  end
 
   local sock, cerr = connect(self)
   if not sock then return nil, cerr, "EIO" end
@@ -348,14 +361,14 @@ function _M.enqueue(self, task, args, opts)
     return nil, "redis: " .. tostring(rerr), "EIO"
   end
 
-  local code = type(res) == "table" and tonumber(res[1])
-  if code == -6 then
+  local code = type(res) == "table" and res[1]
+  if type(code) == "string" then
     release(self, sock)
-    return nil, "a job with the same unique key exists", "EDUPLICATE", res[2]
+    return nil, "a job with the same unique key exists", "EDUPLICATE", code
   elseif code == -7 then
     release(self, sock)
     return nil, "queue is full", "EFULL"
-  elseif code ~= 0 then
+  elseif code ~= 1 and code ~= 2 then
     release(self, sock)
     return nil, "unexpected reply from enqueue script", "EPROTO"
   end

@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "client.h"
+#include "redis/record.h"
 
 TEST(url_parsing) {
     rq_url u;
@@ -66,6 +67,63 @@ TEST(integers_are_formatted_as_printf_would) {
     size_t n = rq_fmt_u64(got, UINT64_MAX);
     got[n] = '\0';
     ASSERT_STR(got, "18446744073709551615");
+}
+
+/* What a producer sends enqueue.lua, joined around the server's times as the
+ * script joins it, is a record the reader takes back field for field, with
+ * wide numbers. */
+TEST(record_parts_join_into_a_record) {
+    const int64_t wide = INT64_MAX / 10; /* the reader's limit is a little below INT64_MAX */
+    rq_record in = {.maxr = INT32_MAX,
+                    .prio = INT32_MIN,
+                    .timeout = wide,
+                    .uttl = wide,
+                    .rint = wide,
+                    .uud = true,
+                    .task = {"send", 4},
+                    .args = {"\x92\x91\x01\x80", 4},
+                    .ukey = {"u|1", 3},
+                    .meta = {"", 0},
+                    .rkey = {"k", 1}};
+    rq_record_parts p;
+    rq_record_parts_build(&p, &in);
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "%.*s%s|%s%.*s%s%.*s%s%s%s%s%s", (int)p.head_len, p.head,
+                     "1764614400000", "1764614400001", (int)p.mid_len, p.mid, "1764614400002",
+                     (int)p.tail_len, p.tail, "send", "\x92\x91\x01\x80", "u|1", "", "k");
+    ASSERT(n > 0 && (size_t)n < sizeof buf);
+    rq_record out;
+    const char *why = rq_record_parse(&out, buf, (size_t)n);
+    ASSERT(why == NULL);
+    ASSERT_EQ(out.maxr, INT32_MAX);
+    ASSERT_EQ(out.prio, INT32_MIN);
+    ASSERT_EQ(out.created, 1764614400000);
+    ASSERT_EQ(out.eta, 1764614400001);
+    ASSERT_EQ(out.timeout, wide);
+    ASSERT_EQ(out.deadline, 1764614400002);
+    ASSERT_EQ(out.uttl, wide);
+    ASSERT_EQ(out.rint, wide);
+    ASSERT(out.uud);
+    ASSERT(out.task.len == 4 && memcmp(out.task.p, "send", 4) == 0);
+    ASSERT(out.args.len == 4 && memcmp(out.args.p, "\x92\x91\x01\x80", 4) == 0);
+    ASSERT(out.ukey.len == 3 && memcmp(out.ukey.p, "u|1", 3) == 0);
+    ASSERT_EQ(out.meta.len, 0);
+    ASSERT(out.rkey.len == 1 && out.rkey.p[0] == 'k');
+    /* The pieces have room for any numbers (the ASan build checks). */
+    rq_record widest = {.maxr = INT64_MIN, .prio = INT64_MIN, .timeout = INT64_MIN,
+                        .uttl = INT64_MIN, .rint = INT64_MIN, .uud = true,
+                        .task = {NULL, (size_t)INT64_MIN}, .args = {NULL, (size_t)INT64_MIN},
+                        .ukey = {NULL, (size_t)INT64_MIN}, .meta = {NULL, (size_t)INT64_MIN},
+                        .rkey = {NULL, (size_t)INT64_MIN}};
+    rq_record_parts_build(&p, &widest);
+    ASSERT(p.head_len <= sizeof p.head && p.mid_len <= sizeof p.mid &&
+           p.tail_len <= sizeof p.tail);
+    /* The plain job of the protocol's example. */
+    rq_record plain = {.maxr = 3, .task = {"send", 4}, .args = {"\x92\x91\x01\x80", 4}};
+    rq_record_parts_build(&p, &plain);
+    ASSERT(p.head_len == 6 && memcmp(p.head, "2|3|0|", 6) == 0);
+    ASSERT(p.mid_len == 3 && memcmp(p.mid, "|0|", 3) == 0);
+    ASSERT(p.tail_len == 17 && memcmp(p.tail, "|0|0|0|4|4|0|0|0|", 17) == 0);
 }
 
 TEST(backoff_grows_caps_and_jitters) {

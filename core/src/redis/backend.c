@@ -213,77 +213,77 @@ static const char *job_queue_at(const void *items, size_t i) {
     return ((runq_job *const *)items)[i]->queue;
 }
 
-/* The enqueue script's KEYS and ARGV for jobs[0..n), all of one queue: the
- * first job's 13 keys (shared queue keys included), 2 per-job keys for each
- * other job, then 17 arguments per job (enqueue.lua). */
+/* The enqueue script's KEYS (the queue's 11) and ARGV for jobs[0..n), all of
+ * one queue: the queue name, then per job its id, its record but for the
+ * times (record.h: rq_record_parts) and, for a job that is not plain (due
+ * now, priority 0, no unique key, rate key, deadline or TTL), its 9 options
+ * (enqueue.lua). */
 static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at, size_t n) {
     runq_job *const *jobs = (runq_job *const *)items + at;
-    const runq_job *j0 = jobs[0];
+    const char *queue = jobs[0]->queue;
     rq_call_init(c, rb->script[S_ENQUEUE]);
-    CALL_QKEYS(c, j0->queue, "jobs", "scheduled", "pending", "marker", "config");
-    call_key_named(c, j0->queue, "unique:", j0->unique_key);
-    CALL_QKEYS(c, j0->queue, "ready");
-    call_key_named(c, j0->queue, "rk:", j0->rate_key);
-    CALL_QKEYS(c, j0->queue, "rkeys", "rkwait");
-    CALL_QKEYS(c, j0->queue, "dl", "uud");
+    CALL_QKEYS(c, queue, "jobs", "scheduled", "pending", "marker", "config", "ready", "rkeys",
+               "rkwait", "dl", "uud");
     rq_call_key(c, QUEUES_KEY);
-    for (size_t i = 1; i < n; i++) {
-        const runq_job *j = jobs[i];
-        call_key_named(c, j->queue, "unique:", j->unique_key);
-        call_key_named(c, j->queue, "rk:", j->rate_key);
-    }
+    rq_call_str(c, queue);
     for (size_t i = 0; i < n; i++) {
         const runq_job *j = jobs[i];
-        rq_call_str(c, j->id);
-        rq_call_str(c, j->task);
-        rq_call_str(c, j->queue);
-        rq_call_bin(c, j->args, j->args_len);
-        rq_call_i64(c, j->max_retries);
-        rq_call_i64(c, j->priority);
-        rq_call_i64(c, j->eta_ms);
-        rq_call_i64(c, j->delay_ms);
-        rq_call_i64(c, j->timeout_ms);
-        rq_call_i64(c, j->deadline_ms);
-        rq_call_i64(c, j->ttl_ms);
-        rq_call_str(c, j->unique_key ? j->unique_key : "");
-        rq_call_i64(c, j->unique_ttl_ms);
+        const char *ukey = j->unique_key ? j->unique_key : "";
+        const char *rkey = j->rate_key ? j->rate_key : "";
         uint8_t *meta = NULL;
         size_t meta_len = 0;
         if (rq_job_meta_encode(j, &meta, &meta_len)) c->args.oom = true;
-        rq_call_bin(c, meta ? (const char *)meta : "", meta_len); /* ARGV[14] */
+        rq_record rec = {.maxr = j->max_retries,
+                         .prio = j->priority,
+                         .timeout = j->timeout_ms,
+                         .uttl = *ukey ? j->unique_ttl_ms : 0,
+                         .rint = *rkey ? j->rate_interval_ms : 0,
+                         .uud = *ukey && j->unique_until_done,
+                         .task = {j->task, strlen(j->task)},
+                         .args = {(const char *)j->args, j->args_len},
+                         .ukey = {ukey, strlen(ukey)},
+                         .meta = {(const char *)meta, meta_len},
+                         .rkey = {rkey, strlen(rkey)}};
+        rq_record_parts parts;
+        rq_record_parts_build(&parts, &rec);
+        const void *tail[] = {parts.tail, rec.task.p, rec.args.p, rec.ukey.p, rec.meta.p,
+                              rec.rkey.p};
+        const size_t tail_lens[] = {parts.tail_len, rec.task.len, rec.args.len,
+                                    rec.ukey.len,   rec.meta.len, rec.rkey.len};
+        rq_call_str(c, j->id);
+        rq_call_bin(c, parts.head, parts.head_len);
+        rq_call_bin(c, parts.mid, parts.mid_len);
+        rq_call_cat(c, 6, tail, tail_lens);
         rq_free(meta);
-        rq_call_str(c, j->rate_key ? j->rate_key : ""); /* ARGV[15..17]: rate key, unique until done */
-        rq_call_i64(c, j->rate_interval_ms);
+        bool plain = !j->priority && !j->eta_ms && !j->delay_ms && !j->deadline_ms &&
+                     !j->ttl_ms && !*ukey && !*rkey;
+        rq_call_str(c, plain ? "0" : "1");
+        if (plain) continue;
+        rq_call_i64(c, j->priority);
+        rq_call_i64(c, j->eta_ms);
+        rq_call_i64(c, j->delay_ms);
+        rq_call_i64(c, j->deadline_ms);
+        rq_call_i64(c, j->ttl_ms);
+        rq_call_str(c, ukey);
+        rq_call_i64(c, j->unique_ttl_ms);
         rq_call_str(c, j->unique_until_done ? "1" : "0");
+        rq_call_str(c, rkey);
     }
 }
 
-/* One job's 6 reply fields (enqueue.lua) into its result. */
+/* One job's reply field (enqueue.lua): stored (its state), or why not. The
+ * caller reads only the id of a stored or duplicate job. */
 static int enqueue_result(const void *items, size_t i, const rq_reply *r, size_t at) {
     runq_job *j = ((runq_job *const *)items)[i];
     long long code = 0;
-    if (!rq_reply_int(rq_reply_at(r, at), &code))
-        return rq_error(RUNQ_EPROTO, "redis enqueue: unexpected reply");
-    if (code == 0) {
-        long long created = 0, eta = 0, deadline = 0, state = 0;
-        rq_reply_int(rq_reply_at(r, at + 2), &created);
-        rq_reply_int(rq_reply_at(r, at + 3), &eta);
-        rq_reply_int(rq_reply_at(r, at + 4), &deadline);
-        rq_reply_int(rq_reply_at(r, at + 5), &state);
-        j->created_ms = created;
-        j->eta_ms = eta;
-        j->deadline_ms = deadline;
-        j->state = (runq_job_state)state;
-        j->attempt = 0;
-        return 0;
-    }
-    if (code == RUNQ_EDUPLICATE) {
-        const rq_reply *h = rq_reply_at(r, at + 1);
-        if (h && h->type == RQ_REPLY_STRING && h->len == RUNQ_ID_LEN)
-            memcpy(j->id, h->str, RUNQ_ID_SIZE);
+    const rq_reply *f = rq_reply_at(r, at);
+    if (f && f->type == RQ_REPLY_STRING) {
+        if (f->len == RUNQ_ID_LEN) memcpy(j->id, f->str, RUNQ_ID_SIZE);
         return rq_error(RUNQ_EDUPLICATE, "unique key \"%s\" is held by job %s",
                         j->unique_key ? j->unique_key : "", j->id);
     }
+    if (!rq_reply_int(f, &code)) return rq_error(RUNQ_EPROTO, "redis enqueue: unexpected reply");
+    if (code == RUNQ_STATE_SCHEDULED || code == RUNQ_STATE_PENDING) return 0;
     if (code == RUNQ_EFULL)
         return rq_error(RUNQ_EFULL, "queue %s holds its max_len of jobs", j->queue);
     return rq_error(RUNQ_EPROTO, "redis enqueue: unexpected code %lld", code);
@@ -293,7 +293,7 @@ static int redis_enqueue(runq_backend *b, runq_job **jobs, int *results, size_t 
                          int replicate_timeout_ms) {
     rq_redis *rb = RB(b);
     if (n == 0) return 0;
-    static const batch_kind kind = {"enqueue", 6, job_queue_at, enqueue_call, enqueue_result};
+    static const batch_kind kind = {"enqueue", 1, job_queue_at, enqueue_call, enqueue_result};
     rq_batch bt;
     if (batch_build(&bt, &kind, rb, jobs, n, results)) return RUNQ_ENOMEM;
     long long acked = 0;

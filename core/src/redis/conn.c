@@ -154,18 +154,25 @@ static char *put_count(char *p, char c, size_t v) {
 
 static size_t bulk_size(size_t n) { return 1 + dec_len(n) + 2 + n + 2; }
 
-static char *put_bulk(char *p, const void *s, size_t n) {
-    p = put_count(p, '$', n);
-    if (n) memcpy(p, s, n);
-    p += n;
+/* One bulk string of the n parts at p, back to back; returns the end. */
+static char *put_bulk(char *p, size_t n, const void *const *parts, const size_t *lens) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += lens[i];
+    p = put_count(p, '$', total);
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i]) memcpy(p, parts[i], lens[i]);
+        p += lens[i];
+    }
     *p++ = '\r';
     *p++ = '\n';
     return p;
 }
 
-void rq_resp_arg(rq_resp *b, const void *p, size_t n) {
+void rq_resp_argn(rq_resp *b, size_t n, const void *const *parts, const size_t *lens) {
     if (b->oom) return;
-    size_t need = b->len + bulk_size(n);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += lens[i];
+    size_t need = b->len + bulk_size(total);
     if (need > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < need) cap *= 2;
@@ -177,9 +184,11 @@ void rq_resp_arg(rq_resp *b, const void *p, size_t n) {
         b->p = q;
         b->cap = cap;
     }
-    b->len = (size_t)(put_bulk(b->p + b->len, p, n) - b->p);
+    b->len = (size_t)(put_bulk(b->p + b->len, n, parts, lens) - b->p);
     b->argc++;
 }
+
+void rq_resp_arg(rq_resp *b, const void *p, size_t n) { rq_resp_argn(b, 1, &p, &n); }
 
 void rq_resp_clear(rq_resp *b) {
     rq_free(b->p);
@@ -201,7 +210,11 @@ int rq_req_add(rq_req *req, int argc, const char *const *argv, const size_t *len
     char *buf = rq_malloc(size);
     if (!buf) return rq_error(RUNQ_ENOMEM, "out of memory building a redis command");
     char *p = put_count(buf, '*', total);
-    for (int i = 0; i < argc; i++) p = put_bulk(p, argv[i], lens ? lens[i] : strlen(argv[i]));
+    for (int i = 0; i < argc; i++) {
+        size_t n = lens ? lens[i] : strlen(argv[i]);
+        const void *part = argv[i];
+        p = put_bulk(p, 1, &part, &n);
+    }
     if (tail && tail->len) memcpy(p, tail->p, tail->len);
     req->cmds[req->ncmd++] = (rq_cmd){buf, size};
     return 0;

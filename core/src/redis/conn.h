@@ -60,6 +60,9 @@ typedef struct rq_resp {
     bool oom; /* an append failed; the request that takes it fails */
 } rq_resp;
 void rq_resp_arg(rq_resp *b, const void *p, size_t n);
+/* One argument made of n parts, back to back (parts[i] may be NULL when
+ * lens[i] is 0). */
+void rq_resp_argn(rq_resp *b, size_t n, const void *const *parts, const size_t *lens);
 void rq_resp_clear(rq_resp *b);
 
 /* A new request with room for `hint` commands (it grows as needed). */

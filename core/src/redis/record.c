@@ -66,6 +66,34 @@ const char *rq_record_parse(rq_record *rec, const char *s, size_t len) {
     return NULL;
 }
 
+/* "|v[0]|v[1]|...|v[n-1]|" at out; returns its length. */
+static size_t put_fields(char *out, const int64_t *v, size_t n) {
+    char *p = out;
+    *p++ = '|';
+    for (size_t i = 0; i < n; i++) {
+        p += rq_fmt_i64(p, v[i]);
+        *p++ = '|';
+    }
+    return (size_t)(p - out);
+}
+
+void rq_record_parts_build(rq_record_parts *out, const rq_record *rec) {
+    const int64_t head[] = {rec->maxr, rec->prio};
+    const int64_t mid[] = {rec->timeout};
+    const int64_t tail[] = {rec->uttl,
+                            rec->rint,
+                            rec->uud,
+                            (int64_t)rec->task.len,
+                            (int64_t)rec->args.len,
+                            (int64_t)rec->ukey.len,
+                            (int64_t)rec->meta.len,
+                            (int64_t)rec->rkey.len};
+    out->head[0] = '0' + RQ_RECORD_VERSION;
+    out->head_len = 1 + put_fields(out->head + 1, head, 2);
+    out->mid_len = put_fields(out->mid, mid, 1);
+    out->tail_len = put_fields(out->tail, tail, 8);
+}
+
 /* A span as an owned NUL-terminated string; empty: NULL. */
 static int span_str(char **field, rq_span s) {
     char *copy = NULL;

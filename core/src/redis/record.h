@@ -23,6 +23,18 @@ typedef struct rq_record {
  * ("unsupported record version N" names the version in rec->version). */
 const char *rq_record_parse(rq_record *rec, const char *s, size_t len);
 
+/* What a producer sends the enqueue script (enqueue.lua) of a record: all
+ * but the three times the server fills in, as record = head .. created ..
+ * '|' .. eta .. mid .. deadline .. tail .. the five strings, where head is
+ * "2|maxr|prio|", mid "|timeout|" and tail
+ * "|uttl|rint|uud|#task|#args|#ukey|#meta|#rkey|". Built from rec (its
+ * times are not read). */
+typedef struct rq_record_parts {
+    char head[48], mid[24], tail[176]; /* room for any int64 fields */
+    size_t head_len, mid_len, tail_len;
+} rq_record_parts;
+void rq_record_parts_build(rq_record_parts *out, const rq_record *rec);
+
 /* Copy a parsed record into j (task, args, unique and rate keys, metadata,
  * numbers). RUNQ_ENOMEM, or RUNQ_EPROTO with *why set when a field the
  * engine relies on is malformed (args not one msgpack object, bad meta). */

@@ -39,6 +39,9 @@ void rq_call_key(rq_call *call, const char *key) {
 }
 void rq_call_str(rq_call *call, const char *s) { rq_resp_arg(&call->args, s ? s : "", s ? strlen(s) : 0); }
 void rq_call_bin(rq_call *call, const void *p, size_t n) { rq_resp_arg(&call->args, p ? p : "", p ? n : 0); }
+void rq_call_cat(rq_call *call, size_t n, const void *const *parts, const size_t *lens) {
+    rq_resp_argn(&call->args, n, parts, lens);
+}
 void rq_call_i64(rq_call *call, int64_t v) {
     char b[24];
     rq_resp_arg(&call->args, b, rq_fmt_i64(b, v));

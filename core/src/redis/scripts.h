@@ -26,6 +26,8 @@ void rq_call_key(rq_call *call, const char *key); /* before any argument */
 void rq_call_str(rq_call *call, const char *s);
 void rq_call_bin(rq_call *call, const void *p, size_t n);
 void rq_call_i64(rq_call *call, int64_t v);
+/* One argument made of n parts (conn.h: rq_resp_argn). */
+void rq_call_cat(rq_call *call, size_t n, const void *const *parts, const size_t *lens);
 void rq_call_u64(rq_call *call, uint64_t v);
 void rq_call_clear(rq_call *call);
 
