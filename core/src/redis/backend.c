@@ -614,9 +614,14 @@ static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_
     CALL_QKEYS(c, queue, "jobs", "active", "lease", "att", "config", "gate", "pending", "marker",
                "uud", "dl", "waiters", "ready");
     call_prefix(c, queue);
+    /* Results go only when some job keeps one (ack.lua: 'k'). */
+    bool keep = false;
+    for (size_t i = 0; i < n && !keep; i++) keep = items[i].result_ttl_ms > 0;
+    rq_call_str(c, keep ? "k" : "n");
     for (size_t i = 0; i < n; i++) {
         rq_call_str(c, items[i].job->id);
         rq_call_u64(c, items[i].job->lease_token);
+        if (!keep) continue;
         rq_call_bin(c, items[i].result, items[i].result ? items[i].result_len : 0);
         rq_call_i64(c, items[i].result_ttl_ms);
     }

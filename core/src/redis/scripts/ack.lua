@@ -7,20 +7,22 @@
 -- ARGV[1] the queue's key prefix "{runq:Q}:" (a kept result is stored at
 --         <prefix>fin:<id>, unique keys and finish notices are built from it:
 --         all in the slot of KEYS[1])
--- 4 ARGV per job from ARGV[2]: id, lease token, result (may be ''), result ttl ms
+-- ARGV[2] what follows per job: 'k' 4 ARGV (id, lease token, result (may be
+--         ''), result ttl ms: kept when > 0) | 'n' 2 ARGV (id, lease token:
+--         nothing kept, what a client keeping no results sends)
 -- Returns one code per job, in order: 0 | -9 (stale: the lease was lost)
 local tag = ARGV[1]
-local n = math.floor((#ARGV - 1) / 4)
+local w = ARGV[2] == 'k' and 4 or 2
+local n = math.floor((#ARGV - 2) / w)
 local ids = {}
-for i = 1, n do ids[i] = ARGV[4 * (i - 1) + 2] end
+for i = 1, n do ids[i] = ARGV[w * (i - 1) + 3] end
 local leases = redis.call('HMGET', KEYS[3], unpack(ids))
 local out, ok, keep = {}, {}, {}
 for i = 1, n do
-  if lease_token_ok(leases[i], ARGV[4 * (i - 1) + 3]) then
+  if lease_token_ok(leases[i], ARGV[w * (i - 1) + 4]) then
     out[i] = 0
     ok[#ok + 1] = ids[i]
-    local ttl = ARGV[4 * (i - 1) + 5]
-    if ttl ~= '-1' and tonumber(ttl) > 0 then keep[#keep + 1] = i end
+    if w == 4 and tonumber(ARGV[4 * (i - 1) + 6]) > 0 then keep[#keep + 1] = i end
   else
     out[i] = -9
   end
@@ -36,7 +38,7 @@ if #keep > 0 then
   local recs = redis.call('HMGET', KEYS[1], unpack(kid))
   local atts = redis.call('HMGET', KEYS[4], unpack(kid))
   for j, i in ipairs(keep) do
-    local a = 4 * (i - 1) + 1
+    local a = 4 * (i - 1) + 2
     local result, att = ARGV[a + 3], atts[j] or ''
     -- %d: Lua would turn the numbers into strings with %.14g, a costly path
     redis.call('SET', tag .. 'fin:' .. ids[i], string.format('4|%s|%d|%d|%d|', now_s,

@@ -236,7 +236,9 @@ local expiry = now + lease
 local expiry_s = fmt('%d', expiry)
 if #ids > 0 then
   local recs = redis.call('HMGET', K.jobs, unpack(ids))
-  local atts = redis.call('HMGET', K.att, unpack(ids))
+  -- att and dl exist only while some job of the queue has an attempt state
+  -- (retried, recovered, dead) or a deadline.
+  local atts = redis.call('EXISTS', K.att) == 1 and redis.call('HMGET', K.att, unpack(ids)) or {}
   local dls = redis.call('EXISTS', K.dl) == 1 and redis.call('ZMSCORE', K.dl, unpack(ids)) or {}
   local zadd, lset = {K.active, '+inf', LEASE_PAD}, {K.lease, LEASE_PAD, ''}
   -- Jobs from pending may be promoted rate-key jobs; without any in flight
