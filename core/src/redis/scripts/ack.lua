@@ -17,17 +17,18 @@ local n = math.floor((#ARGV - 2) / w)
 local ids = {}
 for i = 1, n do ids[i] = ARGV[w * (i - 1) + 3] end
 local leases = redis.call('HMGET', KEYS[3], unpack(ids))
-local out, ok, keep = {}, {}, {}
+local out, ok, keep, nok = {}, {}, {}, 0
 for i = 1, n do
   if lease_token_ok(leases[i], ARGV[w * (i - 1) + 4]) then
     out[i] = 0
-    ok[#ok + 1] = ids[i]
+    nok = nok + 1
+    ok[nok] = ids[i]
     if w == 4 and tonumber(ARGV[4 * (i - 1) + 6]) > 0 then keep[#keep + 1] = i end
   else
     out[i] = -9
   end
 end
-if #ok == 0 then return out end
+if nok == 0 then return out end
 local now, now_s = now_ms()
 -- Kept results: the record moves to a key of its own that expires with the
 -- result, "4|finished|attempt|#result|#att|" .. result .. att .. record

@@ -231,16 +231,17 @@ if p_head and cap > #ids then
   from_pending(got)
 end
 
-local out, taken = {}, 0
 local expiry = now + lease
 local expiry_s = fmt('%d', expiry)
+-- The reply, built in place: the first three fields are set at the end.
+local out, on, taken = {now, 0, 0, expiry}, 4, 0
 if #ids > 0 then
   local recs = redis.call('HMGET', K.jobs, unpack(ids))
   -- att and dl exist only while some job of the queue has an attempt state
   -- (retried, recovered, dead) or a deadline.
   local atts = redis.call('EXISTS', K.att) == 1 and redis.call('HMGET', K.att, unpack(ids)) or {}
   local dls = redis.call('EXISTS', K.dl) == 1 and redis.call('ZMSCORE', K.dl, unpack(ids)) or {}
-  local zadd, lset = {K.active, '+inf', LEASE_PAD}, {K.lease, LEASE_PAD, ''}
+  local zadd, lset, zn = {K.active, '+inf', LEASE_PAD}, {K.lease, LEASE_PAD, ''}, 3
   -- Jobs from pending may be promoted rate-key jobs; without any in flight
   -- (the common case, retries and priorities included) none is looked up.
   local rk_inflight = redis.call('EXISTS', RKFLIGHT) == 1
@@ -249,10 +250,14 @@ if #ids > 0 then
   local token = ARGV[5]
   local first = token .. '|1'
   for i, id in ipairs(ids) do
-    local rec, attempt = recs[i], att_parse(atts[i])
+    local rec, att, attempt = recs[i], atts[i], 0
+    if att then attempt = att_parse(att) end
     -- The version is judged here; the client reads the rest and buries a
-    -- record it cannot decode (fail.lua with the bury flag).
-    if type(rec) ~= 'string' or string.sub(rec, 1, 2) ~= '2|' then
+    -- record it cannot decode (fail.lua with the bury flag). byte makes no
+    -- new string: "2|" is 50, 124.
+    local v, bar
+    if type(rec) == 'string' then v, bar = string.byte(rec, 1, 2) end
+    if v ~= 50 or bar ~= 124 then
       local _, why = rec_parse(rec)
       bury(id, attempt, 'corrupt job: ' .. why)
     elseif dls[i] and tonumber(dls[i]) < now then
@@ -260,10 +265,9 @@ if #ids > 0 then
     else
       taken = taken + 1
       attempt = attempt + 1
-      zadd[#zadd + 1] = expiry_s
-      zadd[#zadd + 1] = id
-      lset[#lset + 1] = id
-      lset[#lset + 1] = attempt == 1 and first or fmt('%s|%d', token, attempt)
+      zadd[zn + 1], zadd[zn + 2] = expiry_s, id
+      lset[zn + 1], lset[zn + 2] = id, attempt == 1 and first or fmt('%s|%d', token, attempt)
+      zn = zn + 2
       -- rate key: the key's next job may start an interval from now
       if zsrc[i] and rk_inflight then
         local rkey = redis.call('HGET', RKFLIGHT, id)
@@ -276,10 +280,8 @@ if #ids > 0 then
       -- queue gates: spend a rate token; the first job after an automatic pause is the probe
       if rate > 0 then tat = math.max(tat, now_us) + emission end
       if auto then probe = id end
-      local n = #out
-      out[n + 1] = id
-      out[n + 2] = rec
-      out[n + 3] = atts[i] or ''
+      out[on + 1], out[on + 2], out[on + 3] = id, rec, att or ''
+      on = on + 3
     end
   end
   if taken > 0 then
@@ -326,6 +328,5 @@ end
 -- Work left over: wake another blocked fetch at once.
 if waiting > 0 and allow >= max then redis.call('ZADD', KEYS[5], now_s, 'm') end
 
-local res = {now, next_due, taken, expiry}
-for i = 1, #out do res[4 + i] = out[i] end
-return res
+out[2], out[3] = next_due, taken
+return out
