@@ -61,6 +61,15 @@ static inline void t_enqueue(runq_client *c, char id[RUNQ_ID_SIZE], const char *
     ASSERT_OK(runq_enqueue(c, id, task, buf, len, o));
 }
 
+/* A job's state, looked up by id. */
+static inline runq_job_state t_state(runq_client *c, const char *id) {
+    runq_job *snap = NULL;
+    ASSERT_OK(runq_job_get(&snap, c, id));
+    runq_job_state st = runq_job_state_get(snap);
+    runq_job_free(snap);
+    return st;
+}
+
 static inline runq_worker *t_pull_worker(runq_client *c, const char *queue, int64_t lease_ms,
                                          int auto_extend) {
     static const char *qs[1];

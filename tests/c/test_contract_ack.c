@@ -21,14 +21,6 @@ static size_t t_lease(runq_client *c, const char *queue, runq_job **out, size_t 
     return got;
 }
 
-static runq_job_state t_state(runq_client *c, const char *id) {
-    runq_job *snap = NULL;
-    ASSERT_OK(runq_job_get(&snap, c, id));
-    runq_job_state st = runq_job_state_get(snap);
-    runq_job_free(snap);
-    return st;
-}
-
 TEST(ack_many_settles_each_item_on_its_own) {
     runq_client *c = t_client();
     runq_enqueue_options qa = RUNQ_ENQUEUE_OPTIONS_INIT, qb = RUNQ_ENQUEUE_OPTIONS_INIT;

@@ -5,6 +5,8 @@
  * property ("at least an interval apart") or an ordering. */
 #include "support.h"
 
+#include <pthread.h>
+
 #include "job.h" /* lease_until_ms and unique_ttl_ms: the backend's own values */
 
 #define LEASE_MS 30000
@@ -257,6 +259,62 @@ TEST(unique_key_without_ttl_holds_24_hours_by_default) {
     ASSERT_OK(runq_job_get(&snap, c, b));
     ASSERT_EQ(snap->unique_ttl_ms, 7000);
     runq_job_free(snap);
+    runq_client_close(c);
+}
+
+/* Threads enqueueing one job each at the same time (on Redis, their script
+ * calls share one pipelined connection): every call gets its own outcome. Of each pair of
+ * threads sharing a unique key exactly one stores its job, and the other
+ * gets RUNQ_EDUPLICATE with the holder's id and a message naming its key. */
+enum { PRODUCERS = 16 };
+
+typedef struct producer {
+    runq_client *c;
+    pthread_barrier_t *go;
+    char key[32], id[RUNQ_ID_SIZE], detail[256];
+    int rc;
+} producer;
+
+static void *producer_main(void *arg) {
+    producer *p = arg;
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "producers";
+    o.unique_key = p->key;
+    unsigned char args[16];
+    size_t len = t_args_int(args, 1);
+    pthread_barrier_wait(p->go);
+    p->rc = runq_enqueue(p->c, p->id, "t", args, len, &o);
+    snprintf(p->detail, sizeof p->detail, "%s", runq_error_last());
+    return NULL;
+}
+
+TEST(concurrent_enqueues_each_get_their_own_outcome) {
+    runq_client *c = t_client();
+    for (int round = 0; round < 5; round++) {
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, PRODUCERS);
+        producer p[PRODUCERS];
+        pthread_t th[PRODUCERS];
+        for (int i = 0; i < PRODUCERS; i++) {
+            p[i] = (producer){.c = c, .go = &go, .rc = -99};
+            snprintf(p[i].key, sizeof p[i].key, "r%d-k%d", round, i / 2);
+            ASSERT_EQ(pthread_create(&th[i], NULL, producer_main, &p[i]), 0);
+        }
+        for (int i = 0; i < PRODUCERS; i++) pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&go);
+        for (int i = 0; i < PRODUCERS; i += 2) {
+            producer *won = p[i].rc == 0 ? &p[i] : &p[i + 1];
+            producer *lost = won == &p[i] ? &p[i + 1] : &p[i];
+            ASSERT_EQ(won->rc, 0);
+            ASSERT_EQ(lost->rc, RUNQ_EDUPLICATE);
+            ASSERT_STR(lost->id, won->id); /* the holder's id */
+            ASSERT(strstr(lost->detail, lost->key) != NULL); /* its own key named */
+            ASSERT_EQ(t_state(c, won->id), RUNQ_STATE_PENDING);
+        }
+    }
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "producers"));
+    ASSERT_EQ(st.pending, 5 * PRODUCERS / 2);
     runq_client_close(c);
 }
 
