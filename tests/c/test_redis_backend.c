@@ -143,6 +143,36 @@ TEST(idle_fetch_wakes_on_enqueue_and_on_due_job) {
     runq_client_close(c);
 }
 
+/* A one-queue worker sends its next fetch behind its BZPOPMIN: when the
+ * server forgot the scripts while it waited, that fetch is answered
+ * NOSCRIPT and must be sent again by text, not lost. */
+TEST(blocked_fetch_woken_after_script_flush_still_leases) {
+    runq_client *c = t_client();
+    redisContext *r = t_redis_connect(t_redis_port());
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    for (int round = 0; round < 3; round++) {
+        fetch_arg a = {w, 0, 0, NULL};
+        pthread_t th;
+        pthread_create(&th, NULL, fetch_thread, &a);
+        t_sleep_ms(300); /* blocked by now, most likely; either way the job must come */
+        freeReplyObject(t_cmd(r, "SCRIPT FLUSH"));
+        char id[RUNQ_ID_SIZE];
+        t_enqueue(c, id, "t", round, NULL);
+        pthread_join(th, NULL);
+        ASSERT_OK(a.rc);
+        ASSERT_STR(runq_job_id(a.job), id);
+        ASSERT_EQ(runq_job_attempt(a.job), 1);
+        ASSERT_OK(runq_job_ack(a.job, NULL, 0));
+        runq_job_free(a.job);
+    }
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "default"));
+    ASSERT_EQ(st.active + st.pending, 0);
+    runq_worker_free(w);
+    redisFree(r);
+    runq_client_close(c);
+}
+
 TEST(stop_interrupts_a_blocked_fetch) {
     runq_client *c = t_client();
     runq_worker *w = t_pull_worker(c, "default", 30000, 1);

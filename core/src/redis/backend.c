@@ -441,33 +441,38 @@ static int redis_bury(runq_backend *b, const runq_job *job, const char *reason) 
     return bury_job(RB(b), job->queue, job->id, job->lease_token, reason);
 }
 
-/* One fetch script on one queue. Appends leased jobs to out[*n...]. */
-static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *req,
-                       runq_job **out, size_t *n, int64_t *next_due, int64_t *server_now) {
-    size_t want = req->max - *n;
-    rq_call c;
-    rq_call_init(&c, rb->script[S_FETCH]);
-    CALL_QKEYS(&c, queue, "scheduled", "pending", "active", "dead", "marker", "config", "gate",
+/* The fetch script's call on one queue for up to `want` jobs; returns the
+ * lease token it carries. */
+static uint64_t fetch_build(rq_redis *rb, rq_call *c, const char *queue, int64_t lease_ms,
+                            size_t want) {
+    rq_call_init(c, rb->script[S_FETCH]);
+    CALL_QKEYS(c, queue, "scheduled", "pending", "active", "dead", "marker", "config", "gate",
                "rkeys", "rkwait", "rkflight", "jobs", "ready", "lease", "att", "dl", "uud",
                "waiters");
-    call_prefix(&c, queue);
-    rq_call_i64(&c, req->lease_ms);
-    rq_call_i64(&c, (int64_t)want);
-    rq_call_str(&c, queue);
+    call_prefix(c, queue);
+    rq_call_i64(c, lease_ms);
+    rq_call_i64(c, (int64_t)want);
+    rq_call_str(c, queue);
     uint64_t token;
     do token = rq_random64();
     while (token == 0); /* 0 means "no lease" in snapshots */
-    rq_call_u64(&c, token);
-    int rc = run1(rb, &c, "fetch");
-    if (rc) goto out;
-    const rq_reply *r = c.reply;
+    rq_call_u64(c, token);
+    return token;
+}
+
+/* The leased jobs of a fetch call that ran (c->reply), appended to
+ * out[*n...]; the server's time and next due time as the script saw them. */
+static int fetch_take(rq_redis *rb, const rq_call *c, const char *queue,
+                      const rq_fetch_request *req, uint64_t token, size_t want, runq_job **out,
+                      size_t *n, int64_t *next_due, int64_t *server_now) {
+    int rc = call_rc(c, "fetch");
+    if (rc) return rc;
+    const rq_reply *r = c->reply;
     int64_t now = 0, due = 0, got = 0, expiry = 0;
     if (!reply_i64(rq_reply_at(r, 0), &now) || !reply_i64(rq_reply_at(r, 1), &due) ||
         !reply_i64(rq_reply_at(r, 2), &got) || !reply_i64(rq_reply_at(r, 3), &expiry) ||
-        got < 0 || (size_t)got > want || r->elements != 4 + (size_t)got * FETCH_FIELDS) {
-        rc = rq_error(RUNQ_EPROTO, "redis fetch: unexpected reply shape");
-        goto out;
-    }
+        got < 0 || (size_t)got > want || r->elements != 4 + (size_t)got * FETCH_FIELDS)
+        return rq_error(RUNQ_EPROTO, "redis fetch: unexpected reply shape");
     *server_now = now;
     if (due > 0 && (*next_due == 0 || due < *next_due)) *next_due = due;
     for (int64_t i = 0; i < got; i++) {
@@ -487,23 +492,32 @@ static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *
         j->leased_ms = expiry - req->lease_ms; /* the script's lease time */
         out[(*n)++] = j;
     }
-    if (*n) rc = 0;
-out:
+    return *n ? 0 : rc;
+}
+
+/* One fetch script on one queue. Appends leased jobs to out[*n...]. */
+static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *req,
+                       runq_job **out, size_t *n, int64_t *next_due, int64_t *server_now) {
+    size_t want = req->max - *n;
+    rq_call c;
+    uint64_t token = fetch_build(rb, &c, queue, req->lease_ms, want);
+    int rc = run1(rb, &c, "fetch");
+    if (!rc) rc = fetch_take(rb, &c, queue, req, token, want, out, n, next_due, server_now);
     rq_call_clear(&c);
     return rc;
 }
 
-/* Block until a marker of one of the queues is pushed or wait_ms passes. */
+/* Block until a marker of one of the queues is pushed or wait_ms passes;
+ * then, on the same connection and without a round trip in between, run
+ * `then` (a fetch call; may be NULL). 0, RQ_INTERRUPTED or an error. */
 static int block_on_markers(rq_redis *rb, const rq_fetch_request *req, int64_t wait_ms,
-                            unsigned gen) {
-    rq_req *r = rq_req_new(1, RQ_REQ_BLOCKING | RQ_REQ_REISSUE | RQ_REQ_INTERRUPTIBLE);
-    if (!r) return rq_error(RUNQ_ENOMEM, "out of memory");
-    rq_req_set_gen(r, gen);
+                            unsigned gen, rq_call *then) {
     size_t argc = req->nqueues + 2;
     const char **argv = rq_calloc(argc, sizeof *argv);
     char (*keys)[KEY_MAX] = rq_calloc(req->nqueues, KEY_MAX);
     char secs[32];
     int rc;
+    rq_call_head head = {(int)argc, argv, gen, NULL};
     if (!argv || !keys) {
         rc = rq_error(RUNQ_ENOMEM, "out of memory");
         goto out;
@@ -517,14 +531,33 @@ static int block_on_markers(rq_redis *rb, const rq_fetch_request *req, int64_t w
     if (wait_ms < 1) wait_ms = 1;
     snprintf(secs, sizeof secs, "%.3f", (double)wait_ms / 1000.0);
     argv[argc - 1] = secs;
-    rc = rq_req_addv(r, (int)argc, argv);
-    if (rc == 0) rc = rq_conn_exec(rb->conn, r, (int)wait_ms + rb->timeout_ms);
-    if (rc == 0 && rq_reply_is_error(rq_req_reply(r, 0)))
-        rc = rq_error(RUNQ_EIO, "redis BZPOPMIN failed: %s", rq_req_reply(r, 0)->str);
+    rc = rq_calls_run_after(rb->conn, &head, then, then ? 1 : 0,
+                            RQ_REQ_BLOCKING | RQ_REQ_REISSUE | RQ_REQ_INTERRUPTIBLE,
+                            (int)wait_ms + rb->timeout_ms);
+    if (rc == 0 && rq_reply_is_error(head.reply))
+        rc = rq_error(RUNQ_EIO, "redis BZPOPMIN failed: %s", head.reply->str);
 out:
+    rq_reply_free(head.reply);
     rq_free(argv);
     rq_free(keys);
-    rq_req_release(rb->conn, r);
+    return rc;
+}
+
+/* A worker of one queue waits and fetches in one step: the fetch script
+ * goes in the same pipeline as the wait, so a woken worker leases its jobs
+ * without another round trip (the wake-up path of every idle worker).
+ * With several queues the fetch order is chosen after the wait. */
+static int wait_and_fetch(rq_redis *rb, const rq_fetch_request *req, int64_t wait_ms, unsigned gen,
+                          runq_job **out, size_t *n, int64_t *next_due, int64_t *server_now) {
+    if (req->nqueues != 1) return block_on_markers(rb, req, wait_ms, gen, NULL);
+    size_t want = req->max - *n;
+    rq_call c;
+    uint64_t token = fetch_build(rb, &c, req->queues[0], req->lease_ms, want);
+    int rc = block_on_markers(rb, req, wait_ms, gen, &c);
+    *next_due = *server_now = 0;
+    if (rc == 0)
+        rc = fetch_take(rb, &c, req->queues[0], req, token, want, out, n, next_due, server_now);
+    rq_call_clear(&c);
     return rc;
 }
 
@@ -540,13 +573,18 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
     unsigned gen = rq_conn_interrupt_gen(rb->conn);
     int64_t until = req->timeout_ms < 0 ? INT64_MAX : rq_mono_ms() + req->timeout_ms;
     int rc = 0;
+    int64_t next_due = 0, server_now = 0;
+    bool fetched = false; /* the wait's own fetch ran: next_due and server_now are its */
     for (;;) {
-        int64_t next_due = 0, server_now = 0;
-        rq_fetch_order(req, order);
-        for (size_t i = 0; i < req->nqueues && *n < req->max; i++) {
-            rc = fetch_queue(rb, req->queues[order[i]], req, jobs, n, &next_due, &server_now);
-            if (rc) break;
+        if (!fetched) {
+            next_due = server_now = 0;
+            rq_fetch_order(req, order);
+            for (size_t i = 0; i < req->nqueues && *n < req->max; i++) {
+                rc = fetch_queue(rb, req->queues[order[i]], req, jobs, n, &next_due, &server_now);
+                if (rc) break;
+            }
         }
+        fetched = false;
         if (*n || rc) break;
         int64_t left = until - rq_mono_ms();
         if (rq_conn_interrupt_gen(rb->conn) != gen || left <= 0) {
@@ -571,7 +609,7 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
             continue;
         }
         if (due_bound && left < BLOCK_SLICE_MS) left -= REDIS_TICK_MS;
-        rc = block_on_markers(rb, req, left, gen);
+        rc = wait_and_fetch(rb, req, left, gen, jobs, n, &next_due, &server_now);
         if (rc == RQ_INTERRUPTED) {
             rc = rq_error(RUNQ_ETIMEOUT, "no job became due in time (interrupted)");
             break;
@@ -580,6 +618,7 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
             rc = io_rc(rc == RUNQ_ETIMEOUT ? RUNQ_EIO : rc, "fetch wait");
             break;
         }
+        fetched = req->nqueues == 1;
     }
     if (*n) {
         rc = 0;

@@ -672,10 +672,12 @@ static void dispatch(rq_conn *c) {
     }
 
     /* Interrupts: cut blocked requests loose and close their sockets, which
-     * is the only local way to end a BZPOPMIN early. */
+     * is the only local way to end a BZPOPMIN early. A request whose first
+     * reply came is past its wait: what follows it (a fetch) does not block,
+     * and its reply must not be lost, so it finishes. */
     for (rq_bconn *b = c->bconns; b; b = b->next) {
         rq_req *req = b->req;
-        if (req && (req->flags & RQ_REQ_INTERRUPTIBLE) && req->gen != gen) {
+        if (req && (req->flags & RQ_REQ_INTERRUPTIBLE) && req->gen != gen && req->nreplied == 0) {
             b->req = NULL;
             req_complete(c, req, RQ_INTERRUPTED, NULL);
             /* redisAsyncDisconnect would wait for the pending reply; free

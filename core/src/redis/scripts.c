@@ -72,18 +72,26 @@ static bool is_noscript(const rq_reply *r) {
     return r && r->type == RQ_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
 }
 
-int rq_calls_run(rq_conn *conn, rq_call *calls, size_t n, int flags, int timeout_ms,
-                 int wait_replicas, int wait_timeout_ms, long long *acked) {
+static int calls_run(rq_conn *conn, rq_call_head *head, rq_call *calls, size_t n, int flags,
+                     int timeout_ms, int wait_replicas, int wait_timeout_ms, long long *acked) {
     uv_once(&sha_once, sha_init);
     for (size_t i = 0; i < n; i++)
         if (calls[i].args.oom) return rq_error(RUNQ_ENOMEM, "out of memory building a script call");
-    /* Pass 0 by SHA; pass 1 by text for the calls the server did not know. */
+    /* Pass 0 by SHA, behind the head command if any; pass 1 by text for the
+     * calls the server did not know, on their own (the head ran). */
     for (int pass = 0; pass < 2; pass++) {
-        rq_req *req = rq_req_new(n + 1, flags);
+        bool with_head = head && pass == 0;
+        /* The head's flags (a blocking, interruptible wait) are not the
+         * by-text pass's. */
+        rq_req *req = rq_req_new(n + 2, head && pass == 1 ? 0 : flags);
         if (!req) return rq_error(RUNQ_ENOMEM, "out of memory building a redis request");
         size_t *which = rq_malloc((n ? n : 1) * sizeof *which);
-        size_t m = 0;
+        size_t m = 0, off = with_head ? 1 : 0;
         int rc = which ? 0 : rq_error(RUNQ_ENOMEM, "out of memory");
+        if (rc == 0 && with_head) {
+            rq_req_set_gen(req, head->gen);
+            rc = rq_req_addv(req, head->argc, head->argv);
+        }
         for (size_t i = 0; rc == 0 && i < n; i++) {
             if (pass == 1 && !is_noscript(calls[i].reply)) continue;
             which[m++] = i;
@@ -103,12 +111,13 @@ int rq_calls_run(rq_conn *conn, rq_call *calls, size_t n, int flags, int timeout
         }
         if (rc == 0) rc = rq_conn_exec(conn, req, timeout_ms);
         if (rc == 0) {
+            if (with_head) head->reply = rq_req_take_reply(req, 0);
             for (size_t j = 0; j < m; j++) {
                 rq_reply_free(calls[which[j]].reply);
-                calls[which[j]].reply = rq_req_take_reply(req, j);
+                calls[which[j]].reply = rq_req_take_reply(req, off + j);
             }
             if (wait_replicas > 0) {
-                const rq_reply *w = rq_req_reply(req, m);
+                const rq_reply *w = rq_req_reply(req, off + m);
                 long long v = 0;
                 if (!rq_reply_int(w, &v)) v = -1;
                 if (acked) *acked = v;
@@ -122,4 +131,16 @@ int rq_calls_run(rq_conn *conn, rq_call *calls, size_t n, int flags, int timeout
         if (!again) return 0;
     }
     return 0;
+}
+
+int rq_calls_run(rq_conn *conn, rq_call *calls, size_t n, int flags, int timeout_ms,
+                 int wait_replicas, int wait_timeout_ms, long long *acked) {
+    return calls_run(conn, NULL, calls, n, flags, timeout_ms, wait_replicas, wait_timeout_ms,
+                     acked);
+}
+
+int rq_calls_run_after(rq_conn *conn, rq_call_head *head, rq_call *calls, size_t n, int flags,
+                       int timeout_ms) {
+    head->reply = NULL;
+    return calls_run(conn, head, calls, n, flags, timeout_ms, 0, 0, NULL);
 }

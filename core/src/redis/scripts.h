@@ -39,4 +39,19 @@ void rq_call_clear(rq_call *call);
 int rq_calls_run(rq_conn *conn, rq_call *calls, size_t n, int flags, int timeout_ms,
                  int wait_replicas, int wait_timeout_ms, long long *acked);
 
+/* A plain command sent first, in the same pipeline as the calls: the server
+ * runs the calls right after it on the same connection, without a round
+ * trip in between (a blocking wait, then the work it waited for). */
+typedef struct rq_call_head {
+    int argc;
+    const char *const *argv;
+    unsigned gen;    /* the interrupt generation (conn.h) of an interruptible request */
+    rq_reply *reply; /* out: its reply, the caller's to free; NULL when none came */
+} rq_call_head;
+
+/* rq_calls_run behind `head`, with `flags` for the pipeline that carries
+ * it; calls the server did not know are sent again on their own by text. */
+int rq_calls_run_after(rq_conn *conn, rq_call_head *head, rq_call *calls, size_t n, int flags,
+                       int timeout_ms);
+
 #endif
