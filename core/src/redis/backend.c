@@ -645,7 +645,8 @@ static const char *ack_queue_at(const void *items, size_t i) {
 }
 
 /* The ack script's KEYS (the queue's, 12) and ARGV for items[0..n), all of
- * one queue: the key prefix, then 4 arguments per job (ack.lua). */
+ * one queue: the key prefix, a flag, then 5 arguments per job, or 2 when
+ * none keeps its result (ack.lua). */
 static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_t n) {
     const rq_ack_item *items = (const rq_ack_item *)all + at;
     const char *queue = items[0].job->queue;
@@ -661,7 +662,18 @@ static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_
         rq_call_str(c, items[i].job->id);
         rq_call_u64(c, items[i].job->lease_token);
         if (!keep) continue;
-        rq_call_bin(c, items[i].result, items[i].result ? items[i].result_len : 0);
+        /* "|attempt|#result|" of the kept value (ack.lua): the script then
+         * formats no numbers. The attempt is the lease's (fetch.lua counts
+         * it the same way). */
+        size_t rlen = items[i].result ? items[i].result_len : 0;
+        char part[48], *p = part;
+        *p++ = '|';
+        p += rq_fmt_i64(p, items[i].job->attempt);
+        *p++ = '|';
+        p += rq_fmt_u64(p, rlen);
+        *p++ = '|';
+        rq_call_bin(c, part, (size_t)(p - part));
+        rq_call_bin(c, items[i].result, rlen);
         rq_call_i64(c, items[i].result_ttl_ms);
     }
 }
