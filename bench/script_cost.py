@@ -1,0 +1,157 @@
+"""Server instructions per job of the enqueue, fetch and ack scripts.
+
+    bench/.venv-peers/bin/python bench/script_cost.py [N]
+
+(any Python with redis-py; valgrind from Debian's packages; about 15 s.)
+
+Starts a private redis-server under valgrind's callgrind on a free port,
+calls the three scripts directly, as the C client lays out their arguments
+(core/src/redis/backend.c), for N plain jobs (default 5000): enqueue in
+batches of 100, fetch in batches of 200, ack in batches of 64 keeping
+nothing, then again keeping every result for an hour. Prints the server's
+instructions per job for each phase. Instruction counts do not depend on
+what else the machine is doing, so two builds of the scripts can be
+compared on a noisy host where timings cannot; they are no timings (the
+CPU per job in bench/README.md is measured by runq_bench servercpu).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import redis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(ROOT, "core", "src", "redis", "scripts")
+PREFIX = "{runq:cost}:"
+QUEUE = "cost"
+ARGS = b"\x91\xcf" + bytes(8)  # [uint64], as runq_bench sends
+TASK = b"noop"
+
+
+def script(name: str) -> str:
+    """The script text as cmake/embed_scripts.cmake joins it."""
+    prelude = "".join(open(f).read() for f in sorted(glob.glob(os.path.join(SCRIPTS, "_*.lua"))))
+    return prelude + open(os.path.join(SCRIPTS, name + ".lua")).read()
+
+
+def key(suffix: str) -> str:
+    return PREFIX + suffix
+
+
+def new_id() -> str:
+    return "%013d%013d" % (int(time.time() * 1000), random.getrandbits(40))
+
+
+class Server:
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = tempfile.mkdtemp(prefix="runq-cost.")
+        self.out = os.path.join(self.dir, "callgrind.out")
+        self.proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}",
+             "redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.r = redis.Redis(port=self.port)
+        for _ in range(600):
+            try:
+                self.r.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        self.dumps = 0
+
+    def control(self, *args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(self.proc.pid)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+    def measure(self, fn) -> int:
+        """Instructions the server ran during fn()."""
+        self.control("-z")
+        fn()
+        self.control("-d")
+        self.dumps += 1
+        with open(f"{self.out}.{self.dumps}") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("totals:"))
+
+    def stop(self) -> None:
+        try:
+            self.r.shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main() -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    srv = Server()
+    r = srv.r
+    sha = {name: r.script_load(script(name)) for name in ("enqueue", "fetch", "ack")}
+    ekeys = [key(k) for k in ("jobs", "scheduled", "pending", "marker", "config", "ready",
+                              "rkeys", "rkwait", "dl", "uud")] + ["runq:queues"]
+    fkeys = [key(k) for k in ("scheduled", "pending", "active", "dead", "marker", "config", "gate",
+                              "rkeys", "rkwait", "rkflight", "jobs", "ready", "lease", "att", "dl",
+                              "uud", "waiters")]
+    akeys = [key(k) for k in ("jobs", "active", "lease", "att", "config", "gate", "pending",
+                              "marker", "uud", "dl", "waiters", "ready")]
+    # A plain job's record but for its times (docs/protocol.md).
+    tail = b"|0|0|0|%d|%d|0|0|0|" % (len(TASK), len(ARGS)) + TASK + ARGS
+
+    def enqueue() -> None:
+        for b in range(0, n, 100):
+            argv: list = [QUEUE]
+            for _ in range(min(100, n - b)):
+                argv += [new_id(), "2|3|0|", "|0|", tail, "0"]
+            out = r.evalsha(sha["enqueue"], len(ekeys), *ekeys, *argv)
+            assert all(code == 2 for code in out), out
+
+    leased: list = []
+
+    def fetch() -> None:
+        while True:
+            token = str(random.getrandbits(63) + 1)
+            res = r.evalsha(sha["fetch"], len(fkeys), *fkeys, PREFIX, "60000", "200", QUEUE, token)
+            for i in range(res[2]):
+                leased.append((res[4 + 3 * i], token))
+            if res[2] == 0:
+                return
+
+    def ack(keep: bool) -> None:
+        for b in range(0, len(leased), 64):
+            argv: list = [PREFIX, "k" if keep else "n"]
+            for jid, token in leased[b:b + 64]:
+                argv += [jid, token]
+                if keep:
+                    argv += ["|1|1|", b"\xc0", "3600000"]
+            out = r.evalsha(sha["ack"], len(akeys), *akeys, *argv)
+            assert all(code == 0 for code in out), out
+
+    rows = []
+    for keep in (False, True):
+        leased.clear()
+        rows.append(("enqueue (batches of 100)", srv.measure(enqueue)))
+        rows.append(("fetch (batches of 200)", srv.measure(fetch)))
+        assert len(leased) == n, len(leased)
+        rows.append((f"ack (batches of 64), {'results kept 1 h' if keep else 'nothing kept'}",
+                     srv.measure(lambda: ack(keep))))
+        assert r.zcard(key("active")) == 0 and r.hlen(key("jobs")) == 0
+    srv.stop()
+    print(f"server instructions per job, {n} jobs (callgrind):")
+    for name, total in rows[:3] + rows[5:]:
+        print(f"  {name:42s} {total / n:9.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
