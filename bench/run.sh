@@ -129,9 +129,11 @@ echo "== runq C engine ($(elapsed) s)"
 repeat_result c_ "$rb" enqueue --url "$url" -n 20000
 repeat_result c_ "$rb" enqueue --url "$url" -n 20000 --threads 8
 repeat_result c_ "$rb" enqueue --url "$url" -n 100000 --batch 100
-repeat_result c_ "$rb" process --url "$url" -n 40000 --concurrency 16 --max-seconds 40
-repeat_result c_ "$rb" e2e --url "$url" -n 40000 --batch 100 --concurrency 16 --max-seconds 40
-repeat_result c_ "$rb" e2e --url "$url" -n 40000 --batch 100 --concurrency 16 --max-seconds 40 --result-ttl 0
+# Runs of about a second at the rates of run 10 (150-200 k jobs/s): with
+# 40 000 jobs a run was a quarter of a second, much of it start-up.
+repeat_result c_ "$rb" process --url "$url" -n 200000 --concurrency 16 --max-seconds 40
+repeat_result c_ "$rb" e2e --url "$url" -n 200000 --batch 100 --concurrency 16 --max-seconds 40
+repeat_result c_ "$rb" e2e --url "$url" -n 100000 --batch 100 --concurrency 16 --max-seconds 40 --result-ttl 0
 repeat_result c_ "$rb" e2e --url "$url" -n 20000 --threads 8 --concurrency 16 --max-seconds 40
 repeat_result c_ "$rb" latency --url "$url" --rate 1000 --seconds 5
 (REPEAT=1 repeat_result c_ "$rb" memory --url "$url" -n 100000)
@@ -153,7 +155,7 @@ if [ "$BINDINGS" = 1 ]; then
     "$venv/bin/pip" install -q "$root" >>"$log" 2>&1 || echo "  pip install failed (see $log)"
   fi
   if [ -x "$venv/bin/python" ] && (cd "$work" && "$venv/bin/python" -c 'import runq, runq._runq') >>"$log" 2>&1; then
-    repeat_result py_ env -C "$work" "$venv/bin/python" "$bench/python_bench.py" --url "$url" -n 20000
+    repeat_result py_ env -C "$work" "$venv/bin/python" "$bench/python_bench.py" --url "$url" -n 60000
   else
     echo "  SKIPPED: the runq Python package does not import in $venv (see $log)"
     printf 'py_skipped\tnan\t-\t\n' >>"$res"
@@ -172,7 +174,7 @@ if [ "$BINDINGS" = 1 ]; then
       repeat_result "lua_${sub}_" env LUA_CPATH="$build/lua/$sub/?.so;;" \
         LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" \
         bash -c '"$1" "$2" "$3" "$4" consume 16 async & sleep 0.3; "$1" "$2" "$3" "$4" produce; wait' \
-        _ "$interp" "$bench/lua_bench.lua" "$url" 20000
+        _ "$interp" "$bench/lua_bench.lua" "$url" 100000
       lua_done=1
     else
       echo "  SKIPPED $interp: $build/lua/$sub/runq/core.so not built"
