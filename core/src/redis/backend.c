@@ -545,18 +545,23 @@ out:
 
 /* A worker of one queue waits and fetches in one step: the fetch script
  * goes in the same pipeline as the wait, so a woken worker leases its jobs
- * without another round trip (the wake-up path of every idle worker).
- * With several queues the fetch order is chosen after the wait. */
+ * without another round trip (the wake-up path of every idle worker), and
+ * *fetched says so. With several queues the fetch order is chosen after
+ * the wait. */
 static int wait_and_fetch(rq_redis *rb, const rq_fetch_request *req, int64_t wait_ms, unsigned gen,
-                          runq_job **out, size_t *n, int64_t *next_due, int64_t *server_now) {
+                          runq_job **out, size_t *n, int64_t *next_due, int64_t *server_now,
+                          bool *fetched) {
+    *fetched = false;
     if (req->nqueues != 1) return block_on_markers(rb, req, wait_ms, gen, NULL);
     size_t want = req->max - *n;
     rq_call c;
     uint64_t token = fetch_build(rb, &c, req->queues[0], req->lease_ms, want);
     int rc = block_on_markers(rb, req, wait_ms, gen, &c);
     *next_due = *server_now = 0;
-    if (rc == 0)
+    if (rc == 0) {
         rc = fetch_take(rb, &c, req->queues[0], req, token, want, out, n, next_due, server_now);
+        *fetched = true;
+    }
     rq_call_clear(&c);
     return rc;
 }
@@ -609,7 +614,7 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
             continue;
         }
         if (due_bound && left < BLOCK_SLICE_MS) left -= REDIS_TICK_MS;
-        rc = wait_and_fetch(rb, req, left, gen, jobs, n, &next_due, &server_now);
+        rc = wait_and_fetch(rb, req, left, gen, jobs, n, &next_due, &server_now, &fetched);
         if (rc == RQ_INTERRUPTED) {
             rc = rq_error(RUNQ_ETIMEOUT, "no job became due in time (interrupted)");
             break;
@@ -618,7 +623,6 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
             rc = io_rc(rc == RUNQ_ETIMEOUT ? RUNQ_EIO : rc, "fetch wait");
             break;
         }
-        fetched = req->nqueues == 1;
     }
     if (*n) {
         rc = 0;
