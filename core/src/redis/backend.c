@@ -558,8 +558,12 @@ static int wait_and_fetch(rq_redis *rb, const rq_fetch_request *req, int64_t wai
     uint64_t token = fetch_build(rb, &c, req->queues[0], req->lease_ms, want);
     int rc = block_on_markers(rb, req, wait_ms, gen, &c);
     *next_due = *server_now = 0;
-    if (rc == 0) {
-        rc = fetch_take(rb, &c, req->queues[0], req, token, want, out, n, next_due, server_now);
+    /* A fetch that ran leased its jobs, even when the wait itself failed
+     * (a BZPOPMIN error): they are taken, not left to their leases. */
+    if (c.reply) {
+        int frc = fetch_take(rb, &c, req->queues[0], req, token, want, out, n, next_due,
+                             server_now);
+        if (rc == 0 || *n) rc = frc;
         *fetched = true;
     }
     rq_call_clear(&c);
