@@ -109,15 +109,23 @@ TEST(record_parts_join_into_a_record) {
     ASSERT(out.ukey.len == 3 && memcmp(out.ukey.p, "u|1", 3) == 0);
     ASSERT_EQ(out.meta.len, 0);
     ASSERT(out.rkey.len == 1 && out.rkey.p[0] == 'k');
-    /* The pieces have room for any numbers (the ASan build checks). */
+    /* The pieces have room for any numbers: the widest, written whole (an
+     * overflow would also show in the ASan build). */
     rq_record widest = {.maxr = INT64_MIN, .prio = INT64_MIN, .timeout = INT64_MIN,
                         .uttl = INT64_MIN, .rint = INT64_MIN, .uud = true,
                         .task = {NULL, (size_t)INT64_MIN}, .args = {NULL, (size_t)INT64_MIN},
                         .ukey = {NULL, (size_t)INT64_MIN}, .meta = {NULL, (size_t)INT64_MIN},
                         .rkey = {NULL, (size_t)INT64_MIN}};
     rq_record_parts_build(&p, &widest);
-    ASSERT(p.head_len <= sizeof p.head && p.mid_len <= sizeof p.mid &&
-           p.tail_len <= sizeof p.tail);
+#define MIN64 "-9223372036854775808"
+    static const char head[] = "2|" MIN64 "|" MIN64 "|", mid[] = "|" MIN64 "|",
+                      tail[] = "|" MIN64 "|" MIN64 "|1|" MIN64 "|" MIN64 "|" MIN64 "|" MIN64
+                               "|" MIN64 "|";
+#undef MIN64
+    ASSERT(p.head_len == sizeof head - 1 && memcmp(p.head, head, p.head_len) == 0);
+    ASSERT(p.mid_len == sizeof mid - 1 && memcmp(p.mid, mid, p.mid_len) == 0);
+    ASSERT(p.tail_len == sizeof tail - 1 && memcmp(p.tail, tail, p.tail_len) == 0);
+    ASSERT(p.tail_len <= sizeof p.tail);
     /* The plain job of the protocol's example. */
     rq_record plain = {.maxr = 3, .task = {"send", 4}, .args = {"\x92\x91\x01\x80", 4}};
     rq_record_parts_build(&p, &plain);
