@@ -20,15 +20,8 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <uv.h>
-/* The adapter is a header of static functions; silence what -Wextra finds
- * in code we do not own. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wstrict-prototypes"
-#include <hiredis/adapters/libuv.h>
-#pragma GCC diagnostic pop
+
+#include "redis/uvev.h"
 
 #define TICK_MS 50            /* connect timeouts, retries, expired requests */
 #define BACKOFF_MIN_MS 25
@@ -98,6 +91,9 @@ struct rq_conn {
     rq_req *bwait_head, *bwait_tail; /* blocking requests without a connection */
     rq_bconn *bconns;
     bool closing;
+    /* dispatch is queueing commands: the contexts' event interest waits,
+     * and they write at the end of it (uvev.h). */
+    bool queuing;
 };
 
 /* ---- requests ------------------------------------------------------ */
@@ -387,46 +383,6 @@ static void schedule_retry(rq_conn *c) {
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
-/* Event hooks replacing the adapter's own. hiredis 0.14's libuv adapter
- * returns early when libuv reports a poll error, and libuv has then stopped
- * the handle: a connection reset by a dying server (or a refused connect)
- * went unnoticed forever. Here an error is handed to hiredis as the events
- * it waits for; its read or write then fails and it disconnects, as the
- * hiredis 1.x adapter does. The adapter's struct, attach and cleanup are
- * kept (its field names are the same in 0.14 and 1.x). */
-static void ev_poll(uv_poll_t *handle, int status, int events) {
-    redisLibuvEvents *p = handle->data;
-    int ev = status ? p->events : events;
-    if (p->context && (ev & UV_READABLE)) redisAsyncHandleRead(p->context);
-    if (p->context && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->context);
-}
-
-static void ev_update(redisLibuvEvents *p) {
-    if (p->events) uv_poll_start(&p->handle, p->events, ev_poll);
-    else uv_poll_stop(&p->handle);
-}
-
-static void ev_add_read(void *data) {
-    redisLibuvEvents *p = data;
-    p->events |= UV_READABLE;
-    ev_update(p);
-}
-static void ev_del_read(void *data) {
-    redisLibuvEvents *p = data;
-    p->events &= ~UV_READABLE;
-    ev_update(p);
-}
-static void ev_add_write(void *data) {
-    redisLibuvEvents *p = data;
-    p->events |= UV_WRITABLE;
-    ev_update(p);
-}
-static void ev_del_write(void *data) {
-    redisLibuvEvents *p = data;
-    p->events &= ~UV_WRITABLE;
-    ev_update(p);
-}
-
 static redisAsyncContext *start_connect(rq_conn *c) {
     redisAsyncContext *ac = c->path ? redisAsyncConnectUnix(c->path)
                                     : redisAsyncConnect(c->host, c->port);
@@ -439,19 +395,14 @@ static redisAsyncContext *start_connect(rq_conn *c) {
         redisAsyncFree(ac);
         return NULL;
     }
-    if (redisLibuvAttach(ac, &c->loop) != REDIS_OK) {
+    if (rq_ev_attach(&c->loop, ac, &c->queuing) != 0) {
         set_last_err(c, "cannot connect to redis", "event loop attach failed");
         redisAsyncFree(ac);
         return NULL;
     }
-    ac->ev.addRead = ev_add_read;
-    ac->ev.delRead = ev_del_read;
-    ac->ev.addWrite = ev_add_write;
-    ac->ev.delWrite = ev_del_write;
     return ac;
 }
 
-static void dispatch(rq_conn *c);
 
 /* ---- the main (pipelined) connection ------------------------------ */
 
@@ -652,7 +603,7 @@ static void drop_expired(rq_conn *c, rq_req **head, rq_req **tail, int64_t now) 
     *tail = keep_t;
 }
 
-static void dispatch(rq_conn *c) {
+static void dispatch_queue(rq_conn *c) {
     pthread_mutex_lock(&c->mu);
     rq_req *in = c->inbox_head;
     c->inbox_head = c->inbox_tail = NULL;
@@ -754,6 +705,19 @@ static void dispatch(rq_conn *c) {
             total++;
         }
     }
+}
+
+/* Take the inbox, queue its commands, then write them in the same turn of
+ * the loop: a request costs no epoll_ctl and no wait for a writable event
+ * unless the socket is full. A write that fails frees its context (its
+ * disconnect callback clears the pointer, so the next one is read after). */
+static void dispatch(rq_conn *c) {
+    c->queuing = true;
+    dispatch_queue(c);
+    c->queuing = false;
+    if (c->ac) rq_ev_flush(c->ac, c->state == CS_READY);
+    for (rq_bconn *b = c->bconns; b; b = b->next)
+        if (b->ac) rq_ev_flush(b->ac, b->state == CS_READY);
 }
 
 static void on_wake(uv_async_t *h) { dispatch(h->data); }
