@@ -110,9 +110,9 @@ def main() -> int:
 
     def enqueue() -> None:
         for b in range(0, n, 100):
-            argv: list = [QUEUE]
+            argv: list = [QUEUE, "2|3|0|", "|0|"]
             for _ in range(min(100, n - b)):
-                argv += [new_id(), "2|3|0|", "|0|", tail, "0"]
+                argv += [new_id(), tail, "0"]
             out = r.evalsha(sha["enqueue"], len(ekeys), *ekeys, *argv)
             assert all(code == 2 for code in out), out
 

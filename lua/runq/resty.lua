@@ -281,7 +281,7 @@ function _M.enqueue(self, task, args, opts)
     unique_ttl = 0 -- held until the job is done or dead
   end
 
-  -- Metadata (ARGV[14]): a msgpack map of strings, as runq.core writes it.
+  -- Metadata (in TAIL): a msgpack map of strings, as runq.core writes it.
   -- A producer here does not compress args (every reader accepts plain ones).
   local meta = ""
   if opts.meta ~= nil then
@@ -325,9 +325,10 @@ function _M.enqueue(self, task, args, opts)
   local uttl = ukey ~= "" and (unique_ttl or DEFAULT_UNIQUE_TTL_MS) or 0
   local rint = rkey ~= "" and v.rate_interval or 0
   local argv = {
-    queue, id,
+    queue,
     format("2|%d|%d|", max_retries or DEFAULT_MAX_RETRIES, priority),
     format("|%d|", v.timeout or 0),
+    id,
     format("|%d|%d|%d|%d|%d|%d|%d|%d|", uttl, rint, (ukey ~= "" and uud) and 1 or 0,
            #task, #payload, #ukey, #meta, #rkey) .. task .. payload .. ukey .. meta .. rkey,
   }

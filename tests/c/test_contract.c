@@ -172,6 +172,42 @@ TEST(enqueue_many_batch_keeps_per_item_results) {
     runq_client_close(c);
 }
 
+/* The Redis backend sends the first job's record head (retries, priority)
+ * and timeout once per batch and a job's own after it where they differ:
+ * every job must come back with its own. */
+TEST(enqueue_many_mixed_retries_priorities_timeouts_keep_each_jobs_own) {
+    runq_client *c = t_client();
+    enum { N = 6 };
+    runq_enqueue_options o[N];
+    const int retries[N] = {2, 2, 9, 2, 0, 2};
+    const int32_t prio[N] = {0, 0, 0, -4, 0, 0};
+    const int64_t timeout[N] = {1500, 1500, 1500, 1500, 1500, 70000};
+    runq_enqueue_item items[N];
+    unsigned char args[N][16];
+    for (int i = 0; i < N; i++) {
+        o[i] = (runq_enqueue_options)RUNQ_ENQUEUE_OPTIONS_INIT;
+        o[i].queue = "mix";
+        o[i].max_retries = retries[i];
+        o[i].priority = prio[i];
+        o[i].timeout_ms = timeout[i];
+        size_t len = t_args_int(args[i], i);
+        items[i] = (runq_enqueue_item){"t", args[i], len, &o[i], "", -99};
+    }
+    o[1].delay_ms = 60000; /* the shared head and mid, with options */
+    ASSERT_OK(runq_enqueue_many(c, items, N));
+    for (int i = 0; i < N; i++) {
+        runq_job *snap = NULL;
+        ASSERT_OK(runq_job_get(&snap, c, items[i].id));
+        ASSERT_EQ(runq_job_max_retries(snap), retries[i]);
+        ASSERT_EQ(runq_job_priority(snap), prio[i]);
+        ASSERT_EQ(runq_job_timeout(snap), timeout[i]);
+        ASSERT_EQ(t_args_get_int(snap), i);
+        ASSERT_EQ(runq_job_state_get(snap), i == 1 ? RUNQ_STATE_SCHEDULED : RUNQ_STATE_PENDING);
+        runq_job_free(snap);
+    }
+    runq_client_close(c);
+}
+
 /* ---- delayed jobs and priorities ---- */
 
 TEST(delayed_job_waits_for_its_eta) {

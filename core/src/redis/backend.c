@@ -214,10 +214,11 @@ static const char *job_queue_at(const void *items, size_t i) {
 }
 
 /* The enqueue script's KEYS (the queue's 11) and ARGV for jobs[0..n), all of
- * one queue: the queue name, then per job its id, its record but for the
- * times (record.h: rq_record_parts) and, for a job that is not plain (due
- * now, priority 0, no unique key, rate key, deadline or TTL), its 9 options
- * (enqueue.lua). */
+ * one queue: the queue name and the first job's record head and mid, then
+ * per job its id, the rest of its record but for the times (record.h:
+ * rq_record_parts), its flag, its own head and mid if they differ and, for
+ * a job that is not plain (due now, priority 0, no unique key, rate key,
+ * deadline or TTL), its 9 options (enqueue.lua). */
 static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at, size_t n) {
     runq_job *const *jobs = (runq_job *const *)items + at;
     const char *queue = jobs[0]->queue;
@@ -226,6 +227,10 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at,
                "rkwait", "dl", "uud");
     rq_call_key(c, QUEUES_KEY);
     rq_call_str(c, queue);
+    /* HEAD and MID go once, the first job's; a job whose own differ sends
+     * them after its flag (enqueue.lua). */
+    static const char *const flags[] = {"0", "1", "2", "3"};
+    rq_record_parts shared;
     for (size_t i = 0; i < n; i++) {
         const runq_job *j = jobs[i];
         const char *ukey = j->unique_key ? j->unique_key : "";
@@ -246,18 +251,28 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at,
                          .rkey = {rkey, strlen(rkey)}};
         rq_record_parts parts;
         rq_record_parts_build(&parts, &rec);
+        if (i == 0) {
+            shared = parts;
+            rq_call_bin(c, shared.head, shared.head_len);
+            rq_call_bin(c, shared.mid, shared.mid_len);
+        }
+        bool own = parts.head_len != shared.head_len || parts.mid_len != shared.mid_len ||
+                   memcmp(parts.head, shared.head, parts.head_len) != 0 ||
+                   memcmp(parts.mid, shared.mid, parts.mid_len) != 0;
         const void *tail[] = {parts.tail, rec.task.p, rec.args.p, rec.ukey.p, rec.meta.p,
                               rec.rkey.p};
         const size_t tail_lens[] = {parts.tail_len, rec.task.len, rec.args.len,
                                     rec.ukey.len,   rec.meta.len, rec.rkey.len};
         rq_call_str(c, j->id);
-        rq_call_bin(c, parts.head, parts.head_len);
-        rq_call_bin(c, parts.mid, parts.mid_len);
         rq_call_cat(c, 6, tail, tail_lens);
         rq_free(meta);
         bool plain = !j->priority && !j->eta_ms && !j->delay_ms && !j->deadline_ms &&
                      !j->ttl_ms && !*ukey && !*rkey;
-        rq_call_str(c, plain ? "0" : "1");
+        rq_call_str(c, flags[(plain ? 0 : 1) | (own ? 2 : 0)]);
+        if (own) {
+            rq_call_bin(c, parts.head, parts.head_len);
+            rq_call_bin(c, parts.mid, parts.mid_len);
+        }
         if (plain) continue;
         rq_call_i64(c, j->priority);
         rq_call_i64(c, j->eta_ms);
