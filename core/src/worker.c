@@ -662,9 +662,11 @@ static void handler_main(void *arg) {
          * the last handlers. */
         if (w->stopping) uv_cond_broadcast(&w->slot_free);
         else if (below_low_water(w)) uv_cond_signal(&w->slot_free);
-        uv_mutex_unlock(&w->lock);
-        rq_job_destroy(job); /* NULL when the acker has it */
-        uv_mutex_lock(&w->lock);
+        if (job) { /* settled here: freed outside the lock */
+            uv_mutex_unlock(&w->lock);
+            rq_job_destroy(job);
+            uv_mutex_lock(&w->lock);
+        }
     }
     uv_mutex_unlock(&w->lock);
 }
