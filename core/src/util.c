@@ -1,7 +1,6 @@
-/* Small shared utilities: clocks, randomness, names, ids, msgpack checks. */
+/* Small shared utilities: clocks, randomness, names, ids. */
 #include "common.h"
 
-#include <msgpack.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -104,20 +103,4 @@ void rq_id_new(char id[RUNQ_ID_SIZE]) {
         hi >>= 5;
     }
     id[RUNQ_ID_LEN] = '\0';
-}
-
-int rq_msgpack_check(const void *buf, size_t len, const char *what) {
-    if (buf == NULL || len == 0) return rq_error(RUNQ_EINVAL, "%s is empty: pass one msgpack object", what);
-    msgpack_unpacked u;
-    size_t off = 0;
-    msgpack_unpacked_init(&u);
-    msgpack_unpack_return r = msgpack_unpack_next(&u, buf, len, &off);
-    msgpack_unpacked_destroy(&u);
-    if (r != MSGPACK_UNPACK_SUCCESS)
-        return rq_error(RUNQ_EINVAL, "%s is not valid msgpack (%s)", what,
-                        r == MSGPACK_UNPACK_CONTINUE ? "truncated" : "malformed");
-    if (off != len)
-        return rq_error(RUNQ_EINVAL, "%s has %zu trailing bytes after its msgpack object", what,
-                        len - off);
-    return 0;
 }

@@ -2,6 +2,7 @@
  * names, errors, allocator hooks. */
 #include "support.h"
 
+#include <msgpack.h>
 #include <time.h>
 
 #include "backend.h"
@@ -335,6 +336,149 @@ TEST(worker_pool_options_checked_and_version_1_accepted) {
     runq_job_free(b);
     runq_worker_free(w);
     runq_client_close(c);
+}
+
+/* ---- the msgpack check against msgpack-c's unpacker ---- */
+
+static uint64_t mp_rng = 0x9e3779b97f4a7c15u;
+static uint32_t mp_rand(uint32_t n) {
+    mp_rng ^= mp_rng << 13;
+    mp_rng ^= mp_rng >> 7;
+    mp_rng ^= mp_rng << 17;
+    return (uint32_t)(mp_rng % n);
+}
+
+/* msgpack-c's verdict: exactly one object. */
+static bool mp_ref_ok(const void *b, size_t n) {
+    msgpack_unpacked u;
+    size_t off = 0;
+    msgpack_unpacked_init(&u);
+    msgpack_unpack_return r = msgpack_unpack_next(&u, b, n, &off);
+    msgpack_unpacked_destroy(&u);
+    return r == MSGPACK_UNPACK_SUCCESS && off == n;
+}
+
+static int mp_agree(const void *b, size_t n) {
+    bool ours = rq_msgpack_check(b, n, "x") == 0, ref = mp_ref_ok(b, n);
+    if (ours != ref) {
+        fprintf(stderr, "msgpack check says %s, msgpack-c %s, for", ours ? "ok" : "bad",
+                ref ? "ok" : "bad");
+        for (size_t i = 0; i < n && i < 64; i++) fprintf(stderr, " %02x", ((const uint8_t *)b)[i]);
+        fprintf(stderr, "%s\n", n > 64 ? " ..." : "");
+    }
+    return ours == ref;
+}
+
+/* A random object of every kind and size class, nested up to `depth`. */
+static void mp_gen(msgpack_packer *pk, int depth) {
+    static const uint32_t lens[] = {0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536};
+    static const char fill[65536 + 1];
+    uint32_t kinds = depth > 0 ? 11 : 9;
+    switch (mp_rand(kinds)) {
+    case 0: msgpack_pack_nil(pk); break;
+    case 1: mp_rand(2) ? msgpack_pack_true(pk) : msgpack_pack_false(pk); break;
+    case 2: msgpack_pack_uint64(pk, (uint64_t)1 << mp_rand(64)); break;
+    case 3: msgpack_pack_int64(pk, -((int64_t)1 << mp_rand(63))); break;
+    case 4: mp_rand(2) ? msgpack_pack_float(pk, 1.5f) : msgpack_pack_double(pk, -2.25); break;
+    case 5: {
+        uint32_t n = lens[mp_rand(10)];
+        msgpack_pack_str(pk, n);
+        msgpack_pack_str_body(pk, fill, n);
+        break;
+    }
+    case 6: {
+        uint32_t n = lens[mp_rand(10)];
+        msgpack_pack_bin(pk, n);
+        msgpack_pack_bin_body(pk, fill, n);
+        break;
+    }
+    case 7: case 8: {
+        static const uint32_t ext[] = {1, 2, 4, 8, 16, 0, 3, 17, 255, 256, 70000};
+        uint32_t n = ext[mp_rand(11)];
+        if (n > 65536) n = 65536;
+        msgpack_pack_ext(pk, n, (int8_t)mp_rand(128));
+        msgpack_pack_ext_body(pk, fill, n);
+        break;
+    }
+    case 9: {
+        static const uint32_t counts[] = {0, 1, 2, 15, 16, 17};
+        uint32_t n = counts[mp_rand(6)];
+        msgpack_pack_array(pk, n);
+        for (uint32_t i = 0; i < n; i++) mp_gen(pk, depth - 1);
+        break;
+    }
+    default: {
+        uint32_t n = mp_rand(4) == 0 ? 16 : mp_rand(3);
+        msgpack_pack_map(pk, n);
+        for (uint32_t i = 0; i < 2 * n; i++) mp_gen(pk, depth - 1);
+        break;
+    }
+    }
+}
+
+TEST(msgpack_check_agrees_with_msgpack_c) {
+    int agree = 1;
+    /* Well-formed objects, each cut short, with a byte changed, with a
+     * byte more. */
+    for (int round = 0; round < 400 && agree; round++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        mp_gen(&pk, (int)mp_rand(5));
+        uint8_t *b = (uint8_t *)sb.data;
+        size_t n = sb.size;
+        ASSERT(rq_msgpack_check(b, n, "x") == 0);
+        agree &= mp_agree(b, n);
+        for (size_t cut = 1; cut < n && agree; cut += 1 + n / 64) agree &= mp_agree(b, cut);
+        for (int k = 0; k < 8 && agree; k++) {
+            size_t at = mp_rand((uint32_t)n);
+            uint8_t was = b[at];
+            b[at] = (uint8_t)mp_rand(256);
+            /* Not a count of a 16- or 32-bit array or map: msgpack-c
+             * allocates for the count it reads before it finds the bytes
+             * missing, and a random one can ask for gigabytes. */
+            if (b[at] < 0xdc || b[at] > 0xdf) agree &= mp_agree(b, n);
+            b[at] = was;
+        }
+        uint8_t *more = rq_malloc(n + 1);
+        memcpy(more, b, n);
+        more[n] = 0xc0;
+        agree &= mp_agree(more, n + 1);
+        ASSERT(rq_msgpack_check(more, n + 1, "x") == RUNQ_EINVAL);
+        rq_free(more);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    ASSERT(agree);
+    /* Short random bytes (big array and map headers left out, as above). */
+    for (int round = 0; round < 50000 && agree; round++) {
+        uint8_t b[12];
+        size_t n = 1 + mp_rand(sizeof b);
+        for (size_t i = 0; i < n; i++) {
+            b[i] = (uint8_t)mp_rand(256);
+            if (b[i] >= 0xdc && b[i] <= 0xdf) b[i] = 0x91;
+        }
+        agree &= mp_agree(b, n);
+    }
+    ASSERT(agree);
+    /* Nesting: msgpack-c holds 32 open containers, and refuses a 33rd even
+     * when it is empty. */
+    for (int levels = 30; levels <= 34; levels++) {
+        uint8_t b[80];
+        size_t n = 0;
+        for (int i = 0; i < levels; i++) b[n++] = 0x91; /* [ */
+        b[n++] = 0xc0;
+        ASSERT(mp_agree(b, n));
+        ASSERT((rq_msgpack_check(b, n, "x") == 0) == (levels <= 32));
+        b[n - 1] = 0x90; /* one more, empty */
+        ASSERT(mp_agree(b, n));
+        ASSERT((rq_msgpack_check(b, n, "x") == 0) == (levels <= 31));
+        b[levels - 1] = 0x81; /* a map holding [] -> nil */
+        b[n++] = 0xc0;
+        ASSERT(mp_agree(b, n));
+    }
+    ASSERT(strstr(rq_msgpack_check("\xc1", 1, "args") ? runq_error_last() : "", "malformed"));
+    ASSERT(strstr(rq_msgpack_check("\x92\x01", 2, "args") ? runq_error_last() : "", "truncated"));
 }
 
 TEST_MAIN()
