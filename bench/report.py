@@ -94,6 +94,7 @@ def main():
         ("c_enqueue_b100_t1", "C enqueue, runq_enqueue_many batches of 100", ev16, "EVALSHA pipelined"),
         ("c_process_w1_c16", "C process, pre-filled queue, 1 worker x 16 handler threads, no-op", ceiling, "script ceiling"),
         ("c_e2e_b100_t1_w1_c16", "C end-to-end, 1 producer thread (batches of 100) + 1 worker x 16", ceiling, "script ceiling"),
+        ("c_e2e_b100_t2_w1_c16", "C end-to-end, 2 producer threads (batches of 100) + 1 worker x 16", ceiling, "script ceiling"),
         ("c_e2e_b100_t1_w1_c16_keep", "C end-to-end as above, done jobs kept 1 h (the library default)", ceiling, "script ceiling"),
         ("c_e2e_b1_t8_w1_c16", "C end-to-end, 8 producer threads (single enqueue) + 1 worker x 16", ceiling, "script ceiling"),
         ("py_enqueue", "Python enqueue, task.enqueue() one at a time", ev1, "EVALSHA 1 client"),
@@ -187,7 +188,10 @@ def main():
         vals = [g(n) for n in names if g(n) is not None]
         return max(vals) if vals else None
 
-    c_e2e = best("c_e2e_b100_t1_w1_c16", "c_e2e_b1_t8_w1_c16")
+    c_rows = {"c_e2e_b100_t1_w1_c16": "1 producer thread", "c_e2e_b100_t2_w1_c16": "2 producer threads",
+              "c_e2e_b1_t8_w1_c16": "8 producer threads, single enqueue"}
+    c_e2e = best(*c_rows)
+    c_how = next((how for n, how in c_rows.items() if g(n) is not None and g(n) == c_e2e), "")
     bull = g("peer_bullmq_e2e")
     py = best("py_e2e")
     pyp = best("peer_celery_e2e", "peer_rq_e2e", "peer_dramatiq_e2e")
@@ -198,7 +202,9 @@ def main():
     def yes(ok):
         return "n/a" if ok is None else ("yes" if ok else "**no**")
 
-    print(f"| C end-to-end ≥ 150 000 jobs/s | {fmt(c_e2e, 'jobs/s')} | {yes(None if c_e2e is None else c_e2e >= 150000)} |")
+    one = g("c_e2e_b100_t1_w1_c16")
+    c_txt = f"{fmt(c_e2e, 'jobs/s')} ({c_how}; 1 producer thread: {fmt(one, 'jobs/s')})"
+    print(f"| C end-to-end ≥ 150 000 jobs/s | {c_txt} | {yes(None if c_e2e is None else c_e2e >= 150000)} |")
     ratio = c_e2e / bull if c_e2e and bull else None
     print(f"| C end-to-end ≥ 8× BullMQ | {'n/a' if ratio is None else f'{ratio:.1f}×'} (BullMQ {fmt(bull, 'jobs/s')}) | {yes(None if ratio is None else ratio >= 8)} |")
     print(f"| Python ≥ 50 000 jobs/s | {fmt(py, 'jobs/s')} | {yes(None if py is None else py >= 50000)} |")

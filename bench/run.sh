@@ -133,6 +133,9 @@ repeat_result c_ "$rb" enqueue --url "$url" -n 100000 --batch 100
 # 40 000 jobs a run was a quarter of a second, much of it start-up.
 repeat_result c_ "$rb" process --url "$url" -n 200000 --concurrency 16 --max-seconds 40
 repeat_result c_ "$rb" e2e --url "$url" -n 200000 --batch 100 --concurrency 16 --max-seconds 40
+# Two producers: one producer thread waits out each round trip, behind the
+# worker's fetch and ack scripts, before it sends its next batch.
+repeat_result c_ "$rb" e2e --url "$url" -n 200000 --batch 100 --threads 2 --concurrency 16 --max-seconds 40
 repeat_result c_ "$rb" e2e --url "$url" -n 100000 --batch 100 --concurrency 16 --max-seconds 40 --result-ttl 0
 repeat_result c_ "$rb" e2e --url "$url" -n 20000 --threads 8 --concurrency 16 --max-seconds 40
 repeat_result c_ "$rb" latency --url "$url" --rate 1000 --seconds 5
