@@ -17,6 +17,7 @@ CPU per job in bench/README.md is measured by runq_bench servercpu).
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import random
 import shutil
@@ -130,8 +131,12 @@ def main() -> int:
     def ack(keep: bool) -> None:
         for b in range(0, len(leased), 64):
             argv: list = [PREFIX, "k" if keep else "n"]
-            for jid, token in leased[b:b + 64]:
-                argv += [jid, token]
+            group = leased[b:b + 64]
+            for g, (jid, token) in enumerate(group):
+                if g == 0 or token != group[g - 1][1]:
+                    argv += [token, sum(1 for _ in itertools.takewhile(
+                        lambda x: x[1] == token, group[g:]))]
+                argv += [jid]
                 if keep:
                     argv += ["|1|1|", b"\xc0", "3600000"]
             out = r.evalsha(sha["ack"], len(akeys), *akeys, *argv)

@@ -71,6 +71,75 @@ TEST(ack_many_settles_each_item_on_its_own) {
     runq_client_close(c);
 }
 
+/* Enqueue n jobs (args 0..n-1) on queue. */
+static void t_fill(runq_client *c, const char *queue, int n) {
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = queue;
+    char id[RUNQ_ID_SIZE];
+    for (int i = 0; i < n; i++) t_enqueue(c, id, "t", i, &o);
+}
+
+/* Done, kept or not (a job acked with RUNQ_RESULT_TTL_NONE is gone). */
+static bool t_done_or_gone(runq_client *c, const char *id) {
+    runq_job *snap = NULL;
+    int rc = runq_job_get(&snap, c, id);
+    if (rc == RUNQ_ENOTFOUND) return true;
+    ASSERT_OK(rc);
+    bool done = runq_job_state_get(snap) == RUNQ_STATE_DONE;
+    runq_job_free(snap);
+    return done;
+}
+
+/* Jobs of two fetch calls (two lease tokens) acked interleaved in one batch,
+ * keeping nothing and keeping results: the Redis backend sends a token once
+ * per run of jobs that share it, so each job must still be judged by its
+ * own. */
+TEST(ack_many_interleaving_the_jobs_of_two_fetches) {
+    runq_client *c = t_client();
+    for (int round = 0; round < 2; round++) {
+        t_fill(c, "ai", 6);
+        runq_job *x[3], *y[3];
+        t_lease(c, "ai", x, 3);
+        t_lease(c, "ai", y, 3);
+        ASSERT(x[0]->lease_token != y[0]->lease_token);
+        int64_t ttl = round == 0 ? RUNQ_RESULT_TTL_NONE : 60000;
+        static const unsigned char res[] = {0x07};
+        rq_ack_item items[6] = {{x[0], res, 1, ttl}, {y[0], res, 1, ttl}, {y[1], res, 1, ttl},
+                                {x[1], res, 1, ttl}, {y[2], res, 1, ttl}, {x[2], res, 1, ttl}};
+        uint64_t own = y[1]->lease_token;
+        y[1]->lease_token = x[0]->lease_token; /* another fetch's token: stale */
+        int results[6] = {-99, -99, -99, -99, -99, -99};
+        ASSERT_OK(c->backend->ops->ack_many(c->backend, items, results, 6));
+        for (int i = 0; i < 6; i++) ASSERT_EQ(results[i], i == 2 ? RUNQ_ESTALE : 0);
+        for (int i = 0; i < 3; i++) {
+            ASSERT(t_done_or_gone(c, x[i]->id));
+            if (i == 1) ASSERT_EQ(t_state(c, y[i]->id), RUNQ_STATE_ACTIVE);
+            else ASSERT(t_done_or_gone(c, y[i]->id));
+        }
+        if (round == 1) {
+            runq_job *snap = NULL;
+            ASSERT_OK(runq_job_get(&snap, c, y[2]->id));
+            size_t len = 0;
+            const unsigned char *r = runq_job_result(snap, &len);
+            ASSERT(len == 1 && r[0] == 0x07);
+            ASSERT_EQ(runq_job_attempt(snap), 1);
+            runq_job_free(snap);
+        }
+        runq_queue_stats st;
+        ASSERT_OK(runq_queue_stats_get(&st, c, "ai"));
+        ASSERT_EQ(st.active, 1);
+        /* The stale one, with its own token back, acks. */
+        y[1]->lease_token = own;
+        ASSERT_OK(c->backend->ops->ack_many(c->backend, &items[2], results, 1));
+        ASSERT_EQ(results[0], 0);
+        for (int i = 0; i < 3; i++) {
+            rq_job_destroy(x[i]);
+            rq_job_destroy(y[i]);
+        }
+    }
+    runq_client_close(c);
+}
+
 /* Many threads ack at once, half of them with a token that is not theirs:
  * whatever batches the backend forms, each thread gets its own outcome and
  * exactly the right jobs are done. */
@@ -95,11 +164,8 @@ static void *acker_main(void *arg) {
 
 TEST(concurrent_acks_each_get_their_own_outcome) {
     runq_client *c = t_client();
-    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
-    o.queue = "acks";
-    char id[RUNQ_ID_SIZE];
     for (int round = 0; round < 5; round++) {
-        for (int i = 0; i < ACKERS; i++) t_enqueue(c, id, "t", i, &o);
+        t_fill(c, "acks", ACKERS);
         runq_job *jobs[ACKERS];
         t_lease(c, "acks", jobs, ACKERS);
         pthread_barrier_t go;

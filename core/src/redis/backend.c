@@ -682,8 +682,15 @@ static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_
     for (size_t i = 0; i < n && !keep; i++) keep = items[i].result_ttl_ms > 0;
     rq_call_str(c, keep ? "k" : "n");
     for (size_t i = 0; i < n; i++) {
+        /* Jobs leased by one fetch call share its token: one group each
+         * run of them (ack.lua). */
+        if (i == 0 || items[i].job->lease_token != items[i - 1].job->lease_token) {
+            size_t run = 1;
+            while (i + run < n && items[i + run].job->lease_token == items[i].job->lease_token) run++;
+            rq_call_u64(c, items[i].job->lease_token);
+            rq_call_u64(c, run);
+        }
         rq_call_str(c, items[i].job->id);
-        rq_call_u64(c, items[i].job->lease_token);
         if (!keep) continue;
         /* "|attempt|#result|" of the kept value (ack.lua): the script then
          * formats no numbers. The attempt is the lease's (fetch.lua counts

@@ -7,24 +7,35 @@
 -- ARGV[1] the queue's key prefix "{runq:Q}:" (a kept result is stored at
 --         <prefix>fin:<id>, unique keys and finish notices are built from it:
 --         all in the slot of KEYS[1])
--- ARGV[2] what follows per job: 'k' 5 ARGV (id, lease token, "|attempt|#result|"
+-- ARGV[2] 'k' | 'n', then groups of jobs leased with one token (one fetch
+--         call's): TOKEN N and N jobs, each 'k': 4 ARGV (id, "|attempt|#result|"
 --         of the kept value below, result (may be ''), result ttl ms: kept
---         when > 0) | 'n' 2 ARGV (id, lease token: nothing kept, what a
---         client keeping no results sends)
+--         when > 0) | 'n': the id alone (nothing kept, what a client keeping
+--         no results sends). A token sent once per group, not per job, is
+--         one string fewer per job to hand to Lua.
 -- Returns one code per job, in order: 0 | -9 (stale: the lease was lost)
-local tag = ARGV[1]
-local w = ARGV[2] == 'k' and 5 or 2
-local n = math.floor((#ARGV - 2) / w)
-local ids = {}
-for i = 1, n do ids[i] = ARGV[w * (i - 1) + 3] end
+local tag, kept = ARGV[1], ARGV[2] == 'k'
+local w = kept and 4 or 1
+-- at[i]: where job i's fields start in ARGV; tok[i]: its group's token
+local ids, at, tok, n = {}, {}, {}, 0
+local a, nargv = 3, #ARGV
+while a <= nargv do
+  local token, count = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for _ = 1, count do
+    n = n + 1
+    ids[n], at[n], tok[n] = ARGV[a], a, token
+    a = a + w
+  end
+end
 local leases = redis.call('HMGET', KEYS[3], unpack(ids))
 local out, ok, keep, nok = {}, {}, {}, 0
 for i = 1, n do
-  if lease_token_ok(leases[i], ARGV[w * (i - 1) + 4]) then
+  if lease_token_ok(leases[i], tok[i]) then
     out[i] = 0
     nok = nok + 1
     ok[nok] = ids[i]
-    local ttl = w == 5 and ARGV[5 * i + 2]
+    local ttl = kept and ARGV[at[i] + 3]
     if ttl and ttl ~= '0' and string.byte(ttl, 1) ~= 45 then keep[#keep + 1] = i end -- 45: '-'
   else
     out[i] = -9
@@ -44,11 +55,11 @@ if #keep > 0 then
   local recs = redis.call('HMGET', KEYS[1], unpack(kid))
   local atts = has_att and redis.call('HMGET', KEYS[4], unpack(kid)) or {}
   for j, i in ipairs(keep) do
-    local a = 5 * (i - 1) + 2
+    local f = at[i]
     local att = atts[j] or ''
-    redis.call('SET', tag .. 'fin:' .. ids[i], '4|' .. now_s .. ARGV[a + 3] ..
-      (att == '' and '0|' or string.format('%d|', #att)) .. ARGV[a + 4] .. att .. (recs[j] or ''),
-      'PX', ARGV[a + 5])
+    redis.call('SET', tag .. 'fin:' .. ids[i], '4|' .. now_s .. ARGV[f + 1] ..
+      (att == '' and '0|' or string.format('%d|', #att)) .. ARGV[f + 2] .. att .. (recs[j] or ''),
+      'PX', ARGV[f + 3])
   end
 end
 lease_drop(KEYS[2], KEYS[3], ok)
