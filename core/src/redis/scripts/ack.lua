@@ -43,7 +43,11 @@ for i = 1, n do
 end
 if nok == 0 then return out end
 local now, now_s = now_ms()
-local has_att = redis.call('EXISTS', KEYS[4]) == 1
+-- att, dl, uud and waiters exist only while some job of the queue has an
+-- attempt state, a deadline, a unique-until-done key or a waiter: one
+-- EXISTS answers for the four in the common case.
+local any = redis.call('EXISTS', KEYS[4], KEYS[10], KEYS[9], KEYS[11]) > 0
+local has_att = any and redis.call('EXISTS', KEYS[4]) == 1
 -- Kept results: the record moves to a key of its own that expires with the
 -- result, "4|finished|attempt|#result|#att|" .. result .. att .. record
 -- (att: the attempt state of earlier attempts, '' if none). The client sends
@@ -65,9 +69,11 @@ end
 lease_drop(KEYS[2], KEYS[3], ok)
 redis.call('HDEL', KEYS[1], unpack(ok))
 if has_att then redis.call('HDEL', KEYS[4], unpack(ok)) end
-if redis.call('EXISTS', KEYS[10]) == 1 then redis.call('ZREM', KEYS[10], unpack(ok)) end
-unique_release(tag, KEYS[9], ok)
-notify(tag, KEYS[11], ok, 'done')
+if any then
+  if redis.call('EXISTS', KEYS[10]) == 1 then redis.call('ZREM', KEYS[10], unpack(ok)) end
+  unique_release(tag, KEYS[9], ok)
+  notify(tag, KEYS[11], ok, 'done')
+end
 -- Queue gates, once per call: a success ends an automatic pause and its
 -- failure count; a freed concurrency slot or an ended pause wakes a blocked
 -- fetch.

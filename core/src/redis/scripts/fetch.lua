@@ -205,9 +205,13 @@ if p_head and p_head < 0 then
 end
 local zero = (p_head and cap > #ids) and
   redis.call('ZRANGEBYSCORE', K.pending, '0', '0', 'LIMIT', 0, cap - #ids) or {}
+-- ready_left: ready may hold jobs after this step (false: LPOP emptied it)
+local ready_left = true
 if #zero == 0 then
-  local got = cap > #ids and redis.call('LPOP', K.ready, cap - #ids)
+  local want = cap - #ids
+  local got = want > 0 and redis.call('LPOP', K.ready, want)
   if got then for _, id in ipairs(got) do ids[#ids + 1] = id end end
+  if want > 0 and (not got or #got < want) then ready_left = false end
 else
   local list = redis.call('LRANGE', K.ready, 0, cap - #ids - 1)
   local li, zi, ztaken = 1, 1, {}
@@ -238,13 +242,17 @@ local out, on, taken = {now, 0, 0, expiry}, 4, 0
 if #ids > 0 then
   local recs = redis.call('HMGET', K.jobs, unpack(ids))
   -- att and dl exist only while some job of the queue has an attempt state
-  -- (retried, recovered, dead) or a deadline.
-  local atts = redis.call('EXISTS', K.att) == 1 and redis.call('HMGET', K.att, unpack(ids)) or {}
-  local dls = redis.call('EXISTS', K.dl) == 1 and redis.call('ZMSCORE', K.dl, unpack(ids)) or {}
+  -- (retried, recovered, dead) or a deadline, rkflight while a rate key's
+  -- job is in pending: one EXISTS answers for the three in the common case.
+  local any = redis.call('EXISTS', K.att, K.dl, RKFLIGHT) > 0
+  local atts = any and redis.call('EXISTS', K.att) == 1 and redis.call('HMGET', K.att, unpack(ids))
+    or {}
+  local dls = any and redis.call('EXISTS', K.dl) == 1 and redis.call('ZMSCORE', K.dl, unpack(ids))
+    or {}
   local zadd, lset, zn = {K.active, '+inf', LEASE_PAD}, {K.lease, LEASE_PAD, ''}, 3
   -- Jobs from pending may be promoted rate-key jobs; without any in flight
   -- (the common case, retries and priorities included) none is looked up.
-  local rk_inflight = redis.call('EXISTS', RKFLIGHT) == 1
+  local rk_inflight = any and redis.call('EXISTS', RKFLIGHT) == 1
   -- A first attempt's lease is a constant string; a number concatenated
   -- would go through %.14g.
   local token = ARGV[5]
@@ -317,7 +325,10 @@ if taken > 0 and rate > 0 then
   redis.call('HSET', GATE_STATE, 'tat', string.format('%.0f', tat))
 end
 if taken > 0 and auto then redis.call('HSET', GATE_STATE, 'probe', probe) end
-local waiting = redis.call('ZCARD', K.pending) + redis.call('LLEN', K.ready)
+-- Jobs left: pending gains none after step 3, so a pending found empty
+-- there (p_head nil, not false) is still empty.
+local waiting = (p_head == nil and 0 or redis.call('ZCARD', K.pending)) +
+  (ready_left and redis.call('LLEN', K.ready) or 0)
 if waiting > 0 and rate > 0 and gst[1] ~= '1' then
   local at = math.ceil((math.max(tat, now_us) - tau) / 1000)
   if at > now and (gate_due == 0 or at > gate_due) then gate_due = at end
