@@ -111,9 +111,10 @@ def main() -> int:
 
     def enqueue() -> None:
         for b in range(0, n, 100):
-            argv: list = [QUEUE, "2|3|0|", "|0|"]
-            for _ in range(min(100, n - b)):
-                argv += [new_id(), tail, "0"]
+            k = min(100, n - b)
+            argv: list = [QUEUE, "2|3|0|", "|0|", "0" * k]
+            for _ in range(k):
+                argv += [new_id(), tail]
             out = r.evalsha(sha["enqueue"], len(ekeys), *ekeys, *argv)
             assert all(code == 2 for code in out), out
 

@@ -324,19 +324,19 @@ function _M.enqueue(self, task, args, opts)
   priority = priority or 0
   local uttl = ukey ~= "" and (unique_ttl or DEFAULT_UNIQUE_TTL_MS) or 0
   local rint = rkey ~= "" and v.rate_interval or 0
+  local plain = priority == 0 and not v.eta and not v.delay and not v.deadline and not v.ttl and
+    ukey == "" and rkey == ""
   local argv = {
     queue,
     format("2|%d|%d|", max_retries or DEFAULT_MAX_RETRIES, priority),
     format("|%d|", v.timeout or 0),
+    plain and "0" or "1",
     id,
     format("|%d|%d|%d|%d|%d|%d|%d|%d|", uttl, rint, (ukey ~= "" and uud) and 1 or 0,
            #task, #payload, #ukey, #meta, #rkey) .. task .. payload .. ukey .. meta .. rkey,
   }
-  if priority == 0 and not v.eta and not v.delay and not v.deadline and not v.ttl and
-     ukey == "" and rkey == "" then
-    argv[#argv + 1] = "0"
-  else
-    for _, a in ipairs({ "1", priority, v.eta or 0, v.delay or 0, v.deadline or 0, v.ttl or 0,
+  if not plain then
+    for _, a in ipairs({ priority, v.eta or 0, v.delay or 0, v.deadline or 0, v.ttl or 0,
                          ukey, unique_ttl or DEFAULT_UNIQUE_TTL_MS, uud and "1" or "0", rkey }) do
       argv[#argv + 1] = a
     end

@@ -213,12 +213,34 @@ static const char *job_queue_at(const void *items, size_t i) {
     return ((runq_job *const *)items)[i]->queue;
 }
 
+/* A job's record but for its metadata (rec.meta: empty). */
+static rq_record job_record(const runq_job *j) {
+    const char *ukey = j->unique_key ? j->unique_key : "";
+    const char *rkey = j->rate_key ? j->rate_key : "";
+    return (rq_record){.maxr = j->max_retries,
+                       .prio = j->priority,
+                       .timeout = j->timeout_ms,
+                       .uttl = *ukey ? j->unique_ttl_ms : 0,
+                       .rint = *rkey ? j->rate_interval_ms : 0,
+                       .uud = *ukey && j->unique_until_done,
+                       .task = {j->task, strlen(j->task)},
+                       .args = {(const char *)j->args, j->args_len},
+                       .ukey = {ukey, strlen(ukey)},
+                       .rkey = {rkey, strlen(rkey)}};
+}
+
+/* Due now, priority 0, no unique key, rate key, deadline or TTL. */
+static bool job_plain(const runq_job *j) {
+    return !j->priority && !j->eta_ms && !j->delay_ms && !j->deadline_ms && !j->ttl_ms &&
+           !(j->unique_key && *j->unique_key) && !(j->rate_key && *j->rate_key);
+}
+
 /* The enqueue script's KEYS (the queue's 11) and ARGV for jobs[0..n), all of
- * one queue: the queue name and the first job's record head and mid, then
- * per job its id, the rest of its record but for the times (record.h:
- * rq_record_parts), its flag, its own head and mid if they differ and, for
- * a job that is not plain (due now, priority 0, no unique key, rate key,
- * deadline or TTL), its 9 options (enqueue.lua). */
+ * one queue (enqueue.lua): the queue name, the first job's record head and
+ * mid, one flag character per job (options follow; own head and mid
+ * follow), then per job its id, the rest of its record but for the times
+ * (record.h: rq_record_parts), its own head and mid if they differ and, for
+ * a job that is not plain, its 9 options. */
 static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at, size_t n) {
     runq_job *const *jobs = (runq_job *const *)items + at;
     const char *queue = jobs[0]->queue;
@@ -227,38 +249,32 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at,
                "rkwait", "dl", "uud");
     rq_call_key(c, QUEUES_KEY);
     rq_call_str(c, queue);
-    /* HEAD and MID go once, the first job's; a job whose own differ sends
-     * them after its flag (enqueue.lua). */
-    static const char *const flags[] = {"0", "1", "2", "3"};
-    rq_record_parts shared;
+    char *flags = rq_malloc(n);
+    if (!flags) {
+        c->args.oom = true;
+        return;
+    }
+    rq_record_parts shared, parts;
+    for (size_t i = 0; i < n; i++) {
+        rq_record rec = job_record(jobs[i]);
+        rq_record_parts_build(i == 0 ? &shared : &parts, &rec);
+        bool own = i > 0 && (parts.head_len != shared.head_len ||
+                             parts.mid_len != shared.mid_len ||
+                             memcmp(parts.head, shared.head, parts.head_len) != 0 ||
+                             memcmp(parts.mid, shared.mid, parts.mid_len) != 0);
+        flags[i] = (char)('0' + (job_plain(jobs[i]) ? 0 : 1) + (own ? 2 : 0));
+    }
+    rq_call_bin(c, shared.head, shared.head_len);
+    rq_call_bin(c, shared.mid, shared.mid_len);
+    rq_call_bin(c, flags, n);
     for (size_t i = 0; i < n; i++) {
         const runq_job *j = jobs[i];
-        const char *ukey = j->unique_key ? j->unique_key : "";
-        const char *rkey = j->rate_key ? j->rate_key : "";
         uint8_t *meta = NULL;
         size_t meta_len = 0;
         if (rq_job_meta_encode(j, &meta, &meta_len)) c->args.oom = true;
-        rq_record rec = {.maxr = j->max_retries,
-                         .prio = j->priority,
-                         .timeout = j->timeout_ms,
-                         .uttl = *ukey ? j->unique_ttl_ms : 0,
-                         .rint = *rkey ? j->rate_interval_ms : 0,
-                         .uud = *ukey && j->unique_until_done,
-                         .task = {j->task, strlen(j->task)},
-                         .args = {(const char *)j->args, j->args_len},
-                         .ukey = {ukey, strlen(ukey)},
-                         .meta = {(const char *)meta, meta_len},
-                         .rkey = {rkey, strlen(rkey)}};
-        rq_record_parts parts;
+        rq_record rec = job_record(j);
+        rec.meta = (rq_span){(const char *)meta, meta_len};
         rq_record_parts_build(&parts, &rec);
-        if (i == 0) {
-            shared = parts;
-            rq_call_bin(c, shared.head, shared.head_len);
-            rq_call_bin(c, shared.mid, shared.mid_len);
-        }
-        bool own = parts.head_len != shared.head_len || parts.mid_len != shared.mid_len ||
-                   memcmp(parts.head, shared.head, parts.head_len) != 0 ||
-                   memcmp(parts.mid, shared.mid, parts.mid_len) != 0;
         const void *tail[] = {parts.tail, rec.task.p, rec.args.p, rec.ukey.p, rec.meta.p,
                               rec.rkey.p};
         const size_t tail_lens[] = {parts.tail_len, rec.task.len, rec.args.len,
@@ -266,24 +282,22 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at,
         rq_call_str(c, j->id);
         rq_call_cat(c, 6, tail, tail_lens);
         rq_free(meta);
-        bool plain = !j->priority && !j->eta_ms && !j->delay_ms && !j->deadline_ms &&
-                     !j->ttl_ms && !*ukey && !*rkey;
-        rq_call_str(c, flags[(plain ? 0 : 1) | (own ? 2 : 0)]);
-        if (own) {
+        if (flags[i] >= '2') {
             rq_call_bin(c, parts.head, parts.head_len);
             rq_call_bin(c, parts.mid, parts.mid_len);
         }
-        if (plain) continue;
+        if (flags[i] == '0' || flags[i] == '2') continue;
         rq_call_i64(c, j->priority);
         rq_call_i64(c, j->eta_ms);
         rq_call_i64(c, j->delay_ms);
         rq_call_i64(c, j->deadline_ms);
         rq_call_i64(c, j->ttl_ms);
-        rq_call_str(c, ukey);
+        rq_call_str(c, rec.ukey.p);
         rq_call_i64(c, j->unique_ttl_ms);
         rq_call_str(c, j->unique_until_done ? "1" : "0");
-        rq_call_str(c, rkey);
+        rq_call_str(c, rec.rkey.p);
     }
+    rq_free(flags);
 }
 
 /* One job's reply field (enqueue.lua): stored (its state), or why not. The
