@@ -3,14 +3,14 @@
 # Build the engine against hiredis 1.x and run its Redis tests with it.
 #
 # Debian here ships hiredis 0.14, but users build runq against 1.x, whose
-# async API differs (connect callbacks, redisOptions, the libuv adapter's
-# timers). No Debian package has 1.x; the npm package redis-fast-driver
-# 2.2.6 vendors the complete hiredis 1.2.0 source tree (Makefile and
-# adapters/libuv.h included; the PyPI hiredis sdist lacks the adapters), so
-# it is fetched with npm (nothing else leaves the machine), built into a
-# private prefix as a static library, and runq is configured against that
-# prefix through pkg-config. WORK_DIR (default ./build-hiredis1) keeps the
-# download, the prefix and the build between runs.
+# async API differs (connect callbacks, redisOptions, its event hooks; runq
+# brings its own, core/src/redis/uvev.c). No Debian package has 1.x; the
+# npm package redis-fast-driver 2.2.6 vendors the complete hiredis 1.2.0
+# source tree (Makefile included), so it is fetched with npm (nothing else
+# leaves the machine), built into a private prefix as a static library, and
+# runq is configured against that prefix through pkg-config. WORK_DIR
+# (default ./build-hiredis1) keeps the download, the prefix and the build
+# between runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=${1:-$root/build-hiredis1}

@@ -682,8 +682,9 @@ static const char *ack_queue_at(const void *items, size_t i) {
 }
 
 /* The ack script's KEYS (the queue's, 12) and ARGV for items[0..n), all of
- * one queue: the key prefix, a flag, then 5 arguments per job, or 2 when
- * none keeps its result (ack.lua). */
+ * one queue: the key prefix, a flag, then the jobs in groups that share a
+ * lease token (the token, the group's size), 4 arguments per job, or the id
+ * alone when none keeps its result (ack.lua). */
 static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_t n) {
     const rq_ack_item *items = (const rq_ack_item *)all + at;
     const char *queue = items[0].job->queue;

@@ -403,7 +403,6 @@ static redisAsyncContext *start_connect(rq_conn *c) {
     return ac;
 }
 
-
 /* ---- the main (pipelined) connection ------------------------------ */
 
 static void main_cb(redisAsyncContext *ac, void *reply, void *priv) {
