@@ -229,6 +229,9 @@ static rq_record job_record(const runq_job *j) {
                        .rkey = {rkey, strlen(rkey)}};
 }
 
+/* A job's flag in the enqueue call, '0' + these bits (enqueue.lua). */
+enum { FLAG_OPTIONS = 1, FLAG_OWN_HEAD = 2 };
+
 /* Due now, priority 0, no unique key, rate key, deadline or TTL. */
 static bool job_plain(const runq_job *j) {
     return !j->priority && !j->eta_ms && !j->delay_ms && !j->deadline_ms && !j->ttl_ms &&
@@ -254,18 +257,19 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at,
         c->args.oom = true;
         return;
     }
-    rq_record_parts shared, parts;
+    /* HEAD holds the retries and the priority, MID the timeout. */
+    const runq_job *j0 = jobs[0];
     for (size_t i = 0; i < n; i++) {
-        rq_record rec = job_record(jobs[i]);
-        rq_record_parts_build(i == 0 ? &shared : &parts, &rec);
-        bool own = i > 0 && (parts.head_len != shared.head_len ||
-                             parts.mid_len != shared.mid_len ||
-                             memcmp(parts.head, shared.head, parts.head_len) != 0 ||
-                             memcmp(parts.mid, shared.mid, parts.mid_len) != 0);
-        flags[i] = (char)('0' + (job_plain(jobs[i]) ? 0 : 1) + (own ? 2 : 0));
+        const runq_job *j = jobs[i];
+        bool own = j->max_retries != j0->max_retries || j->priority != j0->priority ||
+                   j->timeout_ms != j0->timeout_ms;
+        flags[i] = (char)('0' + (job_plain(j) ? 0 : FLAG_OPTIONS) + (own ? FLAG_OWN_HEAD : 0));
     }
-    rq_call_bin(c, shared.head, shared.head_len);
-    rq_call_bin(c, shared.mid, shared.mid_len);
+    rq_record rec0 = job_record(j0);
+    rq_record_parts parts;
+    rq_record_parts_build(&parts, &rec0);
+    rq_call_bin(c, parts.head, parts.head_len);
+    rq_call_bin(c, parts.mid, parts.mid_len);
     rq_call_bin(c, flags, n);
     for (size_t i = 0; i < n; i++) {
         const runq_job *j = jobs[i];
@@ -282,11 +286,12 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at,
         rq_call_str(c, j->id);
         rq_call_cat(c, 6, tail, tail_lens);
         rq_free(meta);
-        if (flags[i] >= '2') {
+        int flag = flags[i] - '0';
+        if (flag & FLAG_OWN_HEAD) {
             rq_call_bin(c, parts.head, parts.head_len);
             rq_call_bin(c, parts.mid, parts.mid_len);
         }
-        if (flags[i] == '0' || flags[i] == '2') continue;
+        if (!(flag & FLAG_OPTIONS)) continue;
         rq_call_i64(c, j->priority);
         rq_call_i64(c, j->eta_ms);
         rq_call_i64(c, j->delay_ms);
@@ -530,8 +535,9 @@ static int fetch_queue(rq_redis *rb, const char *queue, const rq_fetch_request *
     size_t want = req->max - *n;
     rq_call c;
     uint64_t token = fetch_build(rb, &c, queue, req->lease_ms, want);
-    int rc = run1(rb, &c, "fetch");
-    if (!rc) rc = fetch_take(rb, &c, queue, req, token, want, out, n, next_due, server_now);
+    int rc = rq_calls_run(rb->conn, &c, 1, 0, rb->timeout_ms, 0, 0, NULL);
+    if (rc) rc = io_rc(rc, "fetch");
+    else rc = fetch_take(rb, &c, queue, req, token, want, out, n, next_due, server_now);
     rq_call_clear(&c);
     return rc;
 }
