@@ -84,11 +84,13 @@ local function store_opts(id, a)
   return 3, eta_s, deadline_s
 end
 
-local out, recs, ready = {}, {KEYS[1]}, {KEYS[6]}
+-- rn, yn: the lengths of recs and ready (Lua's # searches for the border)
+local out, recs, ready, rn, yn = {}, {KEYS[1]}, {KEYS[6]}, 1, 1
 local head0, mid0, flags = ARGV[2], ARGV[3], ARGV[4]
+local byte = string.byte
 local a = 5
 for i = 1, #flags do
-  local flag = string.byte(flags, i) - 48 -- '0'
+  local flag = byte(flags, i) - 48 -- '0'
   local id, tail = ARGV[a], ARGV[a + 1]
   local head, mid = head0, mid0
   a = a + 2
@@ -105,15 +107,20 @@ for i = 1, #flags do
   end
   if code == 1 or code == 2 or code == 3 then
     waiting = waiting + 1
-    recs[#recs + 1] = id
-    recs[#recs + 1] = head .. now_s .. '|' .. eta_s .. mid .. deadline_s .. tail
-    if code == 2 then ready[#ready + 1] = id elseif code == 3 then code = 2 end
+    recs[rn + 1], recs[rn + 2] = id, head .. now_s .. '|' .. eta_s .. mid .. deadline_s .. tail
+    rn = rn + 2
+    if code == 2 then
+      yn = yn + 1
+      ready[yn] = id
+    elseif code == 3 then
+      code = 2
+    end
   end
-  out[#out + 1] = code
+  out[i] = code
 end
-if #recs > 1 then
+if rn > 1 then
   redis.call('HSET', unpack(recs))
-  if #ready > 1 then redis.call('RPUSH', unpack(ready)) end
+  if yn > 1 then redis.call('RPUSH', unpack(ready)) end
   redis.call('SADD', KEYS[11], ARGV[1])
   -- Any change of what is due wakes one blocked fetch, which re-computes its
   -- wait (a newly scheduled job may be due sooner than what it waits for).
