@@ -103,9 +103,9 @@ def main() -> int:
                               "rkeys", "rkwait", "dl", "uud")] + ["runq:queues"]
     fkeys = [key(k) for k in ("scheduled", "pending", "active", "dead", "marker", "config", "gate",
                               "rkeys", "rkwait", "rkflight", "jobs", "ready", "lease", "att", "dl",
-                              "uud", "waiters")]
+                              "uud", "waiters", "lgroups")]
     akeys = [key(k) for k in ("jobs", "active", "lease", "att", "config", "gate", "pending",
-                              "marker", "uud", "dl", "waiters", "ready")]
+                              "marker", "uud", "dl", "waiters", "ready", "lgroups")]
     # A plain job's record but for its times (docs/protocol.md).
     tail = b"|0|0|0|%d|%d|0|0|0|" % (len(TASK), len(ARGS)) + TASK + ARGS
 

@@ -3,6 +3,7 @@
  * lease or attempt entries; a priority-0 job waits in the ready list and a
  * prioritised one in the pending zset; a record whose header is not numbers
  * is dead-lettered. Runs against a private redis-server. */
+#include "client.h"
 #include "job.h"
 #include "redis_support.h"
 
@@ -146,6 +147,10 @@ TEST(a_stored_rate_burst_of_zero_is_automatic) {
     runq_client_close(c);
 }
 
+/* _record.lua's LEASE_PAD */
+#define LEASE_PAD "~runq~lease~pad~" \
+    "~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~"
+
 /* The lease keys use hash tables from the first lease (LEASE_PAD in
  * _record.lua), the pad is never counted or due, and it leaves with the
  * last lease. */
@@ -170,7 +175,10 @@ TEST(lease_keys_are_hash_tables_and_the_pad_leaves_with_the_last_lease) {
     ASSERT_OK(runq_worker_next(w, &jb, 5000));
     t_encoding(r, "{runq:pad}:active", "skiplist");
     t_encoding(r, "{runq:pad}:lease", "hashtable");
-    ASSERT_EQ(t_cmd_int(r, "ZCARD {runq:pad}:active"), 3);
+    redisReply *pad = t_cmd(r, "ZSCORE {runq:pad}:active %s", LEASE_PAD);
+    ASSERT_EQ(pad->type, REDIS_REPLY_STRING);
+    ASSERT_STR(pad->str, "inf");
+    freeReplyObject(pad);
     runq_queue_stats st;
     ASSERT_OK(runq_queue_stats_get(&st, c, "pad"));
     ASSERT_EQ(st.active, 2);
@@ -184,6 +192,78 @@ TEST(lease_keys_are_hash_tables_and_the_pad_leaves_with_the_last_lease) {
     ASSERT_EQ(st.active, 0);
     ASSERT_EQ(st.scheduled, 1);
     runq_worker_free(w);
+    redisFree(r);
+    runq_client_close(c);
+}
+
+static long long t_group_count(redisContext *r, uint64_t token) {
+    redisReply *v = t_cmd(r, "HGET {runq:grp}:lgroups #%llu", (unsigned long long)token);
+    long long n = v->type == REDIS_REPLY_STRING ? atoll(v->str) : -1;
+    freeReplyObject(v);
+    return n;
+}
+
+/* A fetch call's leases share one entry in active ("@token") and one group
+ * in lgroups (the ids, and how many are still leased under it); an extend
+ * gives a job an entry of its own; the group goes with its last job, and
+ * the keys with the last lease (docs/redis-backend.md, "Leases"). */
+TEST(one_active_entry_per_fetch_call_until_its_last_job_settles) {
+    runq_client *c = t_client();
+    runq_backend *b = c->backend;
+    redisContext *r = t_redis_connect(t_redis_port());
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "grp";
+    char id[3][RUNQ_ID_SIZE];
+    for (int i = 0; i < 3; i++) t_enqueue(c, id[i], "t", i, &o);
+    const char *qs[1] = {"grp"};
+    rq_fetch_request req = {qs, 1, NULL, 30000, 3, 5000};
+    runq_job **j = NULL;
+    size_t n = 0;
+    ASSERT_OK(b->ops->fetch(b, &req, &j, &n));
+    ASSERT_EQ(n, 3);
+    uint64_t token = j[0]->lease_token;
+    ASSERT_EQ(j[1]->lease_token, token);
+    ASSERT_EQ(t_cmd_int(r, "ZCARD {runq:grp}:active"), 2); /* the pad and the group */
+    redisReply *e = t_cmd(r, "ZSCORE {runq:grp}:active @%llu", (unsigned long long)token);
+    ASSERT_EQ(e->type, REDIS_REPLY_STRING);
+    ASSERT_EQ(atoll(e->str), j[0]->lease_until_ms);
+    freeReplyObject(e);
+    redisReply *ids = t_cmd(r, "HGET {runq:grp}:lgroups %llu", (unsigned long long)token);
+    ASSERT_EQ(ids->type, REDIS_REPLY_STRING);
+    char want[3 * RUNQ_ID_LEN + 1];
+    snprintf(want, sizeof want, "%s%s%s", id[0], id[1], id[2]);
+    ASSERT_STR(ids->str, want);
+    freeReplyObject(ids);
+    ASSERT_EQ(t_group_count(r, token), 3);
+
+    ASSERT_OK(b->ops->ack(b, j[0], NULL, 0, 60000));
+    ASSERT_EQ(t_group_count(r, token), 2);
+    int result = -1;
+    ASSERT_OK(b->ops->extend(b, &j[1], &result, 1, 60000));
+    ASSERT_EQ(result, 0);
+    ASSERT_EQ(t_group_count(r, token), 1);
+    e = t_cmd(r, "ZSCORE {runq:grp}:active %s", id[1]);
+    ASSERT_EQ(e->type, REDIS_REPLY_STRING);
+    ASSERT_EQ(atoll(e->str), j[1]->lease_until_ms);
+    freeReplyObject(e);
+    redisReply *lv = t_cmd(r, "HGET {runq:grp}:lease %s", id[1]);
+    ASSERT_EQ(lv->type, REDIS_REPLY_STRING);
+    char own[64];
+    snprintf(own, sizeof own, "%llu|1|x", (unsigned long long)token);
+    ASSERT_STR(lv->str, own);
+    freeReplyObject(lv);
+    runq_job *snap = NULL; /* a snapshot reads the job's own expiry */
+    ASSERT_OK(runq_job_get(&snap, c, id[1]));
+    ASSERT_EQ(snap->lease_until_ms, j[1]->lease_until_ms);
+    runq_job_free(snap);
+
+    ASSERT_OK(b->ops->ack(b, j[2], NULL, 0, 60000)); /* the group's last job */
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:grp}:lgroups"), 0);
+    ASSERT_EQ(t_cmd_int(r, "ZCARD {runq:grp}:active"), 2); /* the pad and id[1]'s own */
+    ASSERT_OK(b->ops->ack(b, j[1], NULL, 0, 60000));
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:grp}:active {runq:grp}:lease {runq:grp}:lgroups"), 0);
+    for (size_t i = 0; i < n; i++) runq_job_free(j[i]);
+    rq_free(j);
     redisFree(r);
     runq_client_close(c);
 }

@@ -434,7 +434,7 @@ static int fail_script(rq_redis *rb, const char *queue, const char *id, uint64_t
     rq_call c;
     rq_call_init(&c, rb->script[S_FAIL]);
     CALL_QKEYS(&c, queue, "jobs", "active", "lease", "att", "scheduled", "dead", "marker",
-               "config", "gate", "pending", "ready", "uud", "waiters");
+               "config", "gate", "pending", "ready", "uud", "waiters", "lgroups");
     call_prefix(&c, queue);
     rq_call_str(&c, id);
     rq_call_u64(&c, token);
@@ -482,7 +482,7 @@ static uint64_t fetch_build(rq_redis *rb, rq_call *c, const char *queue, int64_t
     rq_call_init(c, rb->script[S_FETCH]);
     CALL_QKEYS(c, queue, "scheduled", "pending", "active", "dead", "marker", "config", "gate",
                "rkeys", "rkwait", "rkflight", "jobs", "ready", "lease", "att", "dl", "uud",
-               "waiters");
+               "waiters", "lgroups");
     call_prefix(c, queue);
     rq_call_i64(c, lease_ms);
     rq_call_i64(c, (int64_t)want);
@@ -687,7 +687,7 @@ static const char *ack_queue_at(const void *items, size_t i) {
     return ((const rq_ack_item *)items)[i].job->queue;
 }
 
-/* The ack script's KEYS (the queue's, 12) and ARGV for items[0..n), all of
+/* The ack script's KEYS (the queue's, 13) and ARGV for items[0..n), all of
  * one queue: the key prefix, a flag, then the jobs in groups that share a
  * lease token (the token, the group's size), 4 arguments per job, or the id
  * alone when none keeps its result (ack.lua). */
@@ -696,7 +696,7 @@ static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_
     const char *queue = items[0].job->queue;
     rq_call_init(c, rb->script[S_ACK]);
     CALL_QKEYS(c, queue, "jobs", "active", "lease", "att", "config", "gate", "pending", "marker",
-               "uud", "dl", "waiters", "ready");
+               "uud", "dl", "waiters", "ready", "lgroups");
     call_prefix(c, queue);
     /* Results go only when some job keeps one (ack.lua: 'k'). */
     bool keep = false;
@@ -837,7 +837,7 @@ static int redis_release(runq_backend *b, const runq_job *job) {
     rq_call c;
     rq_call_init(&c, rb->script[S_RELEASE]);
     CALL_QKEYS(&c, job->queue, "jobs", "active", "lease", "att", "pending", "marker", "gate",
-               "rkeys", "rkwait");
+               "rkeys", "rkwait", "lgroups");
     call_prefix(&c, job->queue);
     rq_call_str(&c, job->id);
     rq_call_u64(&c, job->lease_token);
@@ -858,7 +858,7 @@ static int redis_extend(runq_backend *b, runq_job *const *jobs, int *results, si
     if (!calls) return rq_error(RUNQ_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         rq_call_init(&calls[i], rb->script[S_EXTEND]);
-        CALL_QKEYS(&calls[i], jobs[i]->queue, "lease", "active");
+        CALL_QKEYS(&calls[i], jobs[i]->queue, "lease", "active", "lgroups");
         rq_call_str(&calls[i], jobs[i]->id);
         rq_call_u64(&calls[i], jobs[i]->lease_token);
         rq_call_i64(&calls[i], lease_ms);
@@ -1112,7 +1112,7 @@ static int redis_stats(runq_backend *b, const char *queue, runq_queue_stats *out
     memset(out, 0, sizeof *out);
     rq_call c;
     rq_call_init(&c, rb->script[S_STATS]);
-    CALL_QKEYS(&c, queue, "scheduled", "pending", "active", "dead", "config", "gate", "rkwait",
+    CALL_QKEYS(&c, queue, "scheduled", "pending", "lease", "dead", "config", "gate", "rkwait",
                "ready");
     int rc = run1(rb, &c, "stats");
     int64_t v[6] = {0};

@@ -66,42 +66,82 @@ local function att_parse(s)
   return tonumber(a), e, string.sub(s, p)
 end
 
--- Leases: {runq:Q}:active (zset, score: lease expiry) and {runq:Q}:lease
--- (hash, id -> "token|attempt"). Redis keeps a small zset or hash as a
--- listpack, which every lookup and insert scans whole; a busy queue holds 50
--- to 500 leases, where that was about half of what fetch and ack cost per
--- job. LEASE_PAD, an entry longer than the listpack limit (64 bytes by
--- default), goes into both keys with the first lease (fetch.lua puts it
--- first in its ZADD and HSET), so they use hash tables from the start. It is
--- no job id (those have 26 characters), never due (+inf in active), not
--- counted (ZCOUNT up to +inf, exclusive), and leaves with the last lease.
+-- Leases: {runq:Q}:lease (hash, id -> "token|attempt", and "token|attempt|x"
+-- once the job has an expiry of its own) and {runq:Q}:active (zset, score:
+-- lease expiry). A fetch call leases its jobs under one token and gives them
+-- one entry in active, "@token", whose ids are in {runq:Q}:lgroups (field
+-- token: the ids back to back, 26 characters each; field "#token": how many
+-- of them are still leased under the group's expiry). A per-job ZADD and
+-- ZREM of active were a sixth of what fetch and ack cost per job; a group
+-- costs one of each per fetch call. extend gives a job its own entry (member:
+-- its id) and takes it out of its group's count, so every other job of the
+-- group still expires with the group.
+--
+-- Redis keeps a small zset or hash as a listpack, which every lookup and
+-- insert scans whole, and a busy queue holds 50 to 500 leases. LEASE_PAD, an
+-- entry longer than the listpack limit (64 bytes by default), goes into
+-- active and lease with the first lease, so they use hash tables from the
+-- start. It is no job id (those have 26 characters), never due (+inf in
+-- active), not counted, and leaves with the last lease.
 local LEASE_PAD = '~runq~lease~pad~' .. string.rep('~', 64)
 
--- Remove the leases of ids (a table, at least one).
-local function lease_drop(active, lease, ids)
-  redis.call('ZREM', active, unpack(ids))
-  redis.call('HDEL', lease, unpack(ids))
+-- The lease has an active entry of its own (extend gave it one): 120 is 'x'.
+local function lease_own(lv)
+  return string.byte(lv, -1) == 120
+end
+
+-- k jobs of the group `token` are no longer leased under it; the group goes
+-- with its last one.
+local function lease_group_leave(active, groups, token, k)
+  local c = '#' .. token
+  if redis.call('HINCRBY', groups, c, -k) <= 0 then
+    redis.call('HDEL', groups, token, c)
+    redis.call('ZREM', active, '@' .. token)
+  end
+end
+
+-- Once no job is leased, the pads go. Only the pads: a lease entry whose
+-- active entry was lost (extend gives it a new one) must stay.
+local function lease_pad_check(active, lease)
   if redis.call('ZCARD', active) == 1 and redis.call('ZSCORE', active, LEASE_PAD) then
-    -- Only the pad's own field goes: a lease entry the active zset lost
-    -- (extend re-creates those) must stay.
     redis.call('ZREM', active, LEASE_PAD)
     redis.call('HDEL', lease, LEASE_PAD)
   end
 end
 
--- How many jobs are leased (the pad is no lease).
-local function lease_count(active)
-  return redis.call('ZCOUNT', active, '-inf', '(+inf')
+-- End the leases of ids (a table, at least one): own holds those of them
+-- with an active entry of their own, gcnt[g] how many of the others were
+-- leased under the token gtok[g] (callers that settle many jobs count them
+-- in the loop that checks their leases).
+local function lease_end(active, lease, groups, ids, own, gtok, gcnt)
+  redis.call('HDEL', lease, unpack(ids))
+  if #own > 0 then redis.call('ZREM', active, unpack(own)) end
+  for g = 1, #gtok do lease_group_leave(active, groups, gtok[g], gcnt[g]) end
+  lease_pad_check(active, lease)
 end
 
--- A lease ({runq:Q}:lease): "token|attempt".
+-- End the lease lv (under token) of one job.
+local function lease_end_one(active, lease, groups, id, lv, token)
+  if lease_own(lv) then
+    lease_end(active, lease, groups, {id}, {id}, {}, {})
+  else
+    lease_end(active, lease, groups, {id}, {}, {token}, {1})
+  end
+end
+
+-- How many jobs are leased (the pad is no lease).
+local function lease_count(lease)
+  return redis.call('HLEN', lease) - redis.call('HEXISTS', lease, LEASE_PAD)
+end
+
+-- A lease ({runq:Q}:lease): "token|attempt[|x]".
 local function lease_token_ok(lv, token)
   -- find and byte make no new strings (ack runs this for every job)
   return type(lv) == 'string' and string.byte(lv, #token + 1) == 124 and
     string.find(lv, token, 1, true) == 1
 end
 local function lease_attempt(lv)
-  return tonumber(string.match(lv, '|(%d+)$')) or 1
+  return tonumber(string.match(lv, '^%d+|(%d+)')) or 1
 end
 
 -- A job that became ready again (a due retry or delayed job, a recovered,

@@ -3,7 +3,7 @@
 -- the whole batch, except the kept results).
 -- KEYS[1] jobs  KEYS[2] active  KEYS[3] lease  KEYS[4] att  KEYS[5] config
 -- KEYS[6] gate state  KEYS[7] pending  KEYS[8] marker  KEYS[9] uud  KEYS[10] dl
--- KEYS[11] waiters  KEYS[12] ready
+-- KEYS[11] waiters  KEYS[12] ready  KEYS[13] lgroups
 -- ARGV[1] the queue's key prefix "{runq:Q}:" (a kept result is stored at
 --         <prefix>fin:<id>, unique keys and finish notices are built from it:
 --         all in the slot of KEYS[1])
@@ -29,12 +29,25 @@ while a <= nargv do
   end
 end
 local leases = redis.call('HMGET', KEYS[3], unpack(ids))
-local out, ok, keep, nok = {}, {}, {}, 0
+-- ok: the jobs whose lease holds; own: those of them with an active entry of
+-- their own; gtok[g], gcnt[g]: how many of the others each group loses.
+local out, ok, keep, nok, own, gtok, gcnt, ng = {}, {}, {}, 0, {}, {}, {}, 0
+local byte, find = string.byte, string.find
 for i = 1, n do
-  if lease_token_ok(leases[i], tok[i]) then
+  local lv, t = leases[i], tok[i]
+  -- lease_token_ok, inlined: ack runs it for every job
+  if lv and byte(lv, #t + 1) == 124 and find(lv, t, 1, true) == 1 then
     out[i] = 0
     nok = nok + 1
     ok[nok] = ids[i]
+    if byte(lv, -1) == 120 then -- 'x': lease_own
+      own[#own + 1] = ids[i]
+    elseif gtok[ng] == t then
+      gcnt[ng] = gcnt[ng] + 1
+    else
+      ng = ng + 1
+      gtok[ng], gcnt[ng] = t, 1
+    end
     local ttl = kept and ARGV[at[i] + 3]
     if ttl and ttl ~= '0' and string.byte(ttl, 1) ~= 45 then keep[#keep + 1] = i end -- 45: '-'
   else
@@ -66,7 +79,7 @@ if #keep > 0 then
       'PX', ARGV[f + 3])
   end
 end
-lease_drop(KEYS[2], KEYS[3], ok)
+lease_end(KEYS[2], KEYS[3], KEYS[13], ok, own, gtok, gcnt)
 redis.call('HDEL', KEYS[1], unpack(ok))
 if has_att then redis.call('HDEL', KEYS[4], unpack(ok)) end
 if any then

@@ -8,6 +8,7 @@
 -- KEYS[1] jobs  KEYS[2] active  KEYS[3] lease  KEYS[4] att  KEYS[5] scheduled
 -- KEYS[6] dead  KEYS[7] marker  KEYS[8] config  KEYS[9] gate state
 -- KEYS[10] pending  KEYS[11] ready  KEYS[12] uud  KEYS[13] waiters
+-- KEYS[14] lgroups
 -- ARGV[1] the queue's key prefix "{runq:Q}:"  ARGV[2] id  ARGV[3] token
 -- ARGV[4] error message  ARGV[5] retry delay ms  ARGV[6] '1': bury
 -- Returns {0, dead (0/1)} | {-9}
@@ -16,7 +17,7 @@ local lv = redis.call('HGET', KEYS[3], id)
 if not lease_token_ok(lv, ARGV[3]) then return {-9} end
 local now, now_s = now_ms()
 local attempt = lease_attempt(lv)
-lease_drop(KEYS[2], KEYS[3], {id})
+lease_end_one(KEYS[2], KEYS[3], KEYS[14], id, lv, ARGV[3])
 -- Queue gates: count failed attempts in a row; N of them pause the queue
 -- (pause_min_ms, doubling per automatic pause up to pause_max_ms). Once the
 -- interval has passed, any failure (the probe's, or a late one) pauses again.

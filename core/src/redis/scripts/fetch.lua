@@ -6,6 +6,7 @@
 -- KEYS[8] rkeys  KEYS[9] rkwait  KEYS[10] rkflight (rate keys, see below)
 -- KEYS[11] jobs hash  KEYS[12] ready list  KEYS[13] lease hash  KEYS[14] att
 -- hash  KEYS[15] dl zset  KEYS[16] uud hash  KEYS[17] waiters hash
+-- KEYS[18] lgroups hash (the lease groups, see _record.lua)
 -- ARGV[1] the queue's key prefix "{runq:Q}:" (the per-key zsets rk:<key>,
 --         unique:<key> and the finish notices done:<id> are built from it,
 --         so they share the slot of KEYS[1])
@@ -23,7 +24,7 @@ local BATCH = 1000 -- bound on work per call; the rest is seen on the next one
 local fmt = string.format
 local K = {scheduled = KEYS[1], pending = KEYS[2], active = KEYS[3], dead = KEYS[4],
   rkeys = KEYS[8], rkwait = KEYS[9], jobs = KEYS[11], ready = KEYS[12], lease = KEYS[13],
-  att = KEYS[14], dl = KEYS[15], uud = KEYS[16], waiters = KEYS[17]}
+  att = KEYS[14], dl = KEYS[15], uud = KEYS[16], waiters = KEYS[17], groups = KEYS[18]}
 local RKEYS, RKWAIT, RKFLIGHT = KEYS[8], KEYS[9], KEYS[10]
 
 -- Rate keys (per-key interval limit; docs/redis-backend.md). A ready job
@@ -52,10 +53,9 @@ end
 
 -- a_dirty: the active zset lost entries, so step 4 reads its head again.
 local a_dirty = false
--- Dead-letter a job taken out of scheduled, pending, ready or active.
+-- Dead-letter a job taken out of scheduled, pending, ready or active (its
+-- lease, if it had one, is gone already).
 local function bury(id, attempt, reason)
-  a_dirty = true
-  lease_drop(K.active, K.lease, {id})
   rk_left(id, now) -- rate key: it never started
   to_dead(tag, K, id, attempt, '0', reason, now_s)
 end
@@ -90,31 +90,49 @@ if #due > 0 then
   end
 end
 
--- 2. Recover expired leases: the attempt stays counted.
-for _, id in ipairs(a_scan and redis.call('ZRANGEBYSCORE', K.active, '-inf', now_s, 'LIMIT', 0, BATCH) or {}) do
-  local lv = redis.call('HGET', K.lease, id)
-  if not lv then
-    -- A lease entry whose job is no longer leased (settled): drop the
-    -- entry, never re-run the job.
-    lease_drop(K.active, K.lease, {id})
-    a_dirty = true
+-- 2. Recover expired leases: the attempt stays counted. An expired entry is
+-- a fetch call's group ("@token": its jobs still leased under that token,
+-- not since given their own entry by extend) or one job's own lease.
+local function recover(id, lv)
+  redis.call('HDEL', K.lease, id)
+  local h, why = rec_parse(redis.call('HGET', K.jobs, id))
+  local attempt = lease_attempt(lv)
+  if not h then
+    bury(id, attempt, 'corrupt job: ' .. why)
+  elseif attempt > h.maxr then
+    bury(id, attempt, 'lease expired')
   else
-    local rec = redis.call('HGET', K.jobs, id)
-    local h, why = rec_parse(rec)
-    local attempt = lease_attempt(lv)
-    if not h then
-      bury(id, attempt, 'corrupt job: ' .. why)
-    elseif attempt > h.maxr then
-      bury(id, attempt, 'lease expired')
-    else
-      lease_drop(K.active, K.lease, {id})
-      a_dirty = true
-      local _, eta = att_parse(redis.call('HGET', K.att, id))
-      redis.call('HSET', K.att, id, att_build(attempt, eta, 'lease expired'))
-      ready(id, h.prio, h.rkey)
+    local _, eta = att_parse(redis.call('HGET', K.att, id))
+    redis.call('HSET', K.att, id, att_build(attempt, eta, 'lease expired'))
+    ready(id, h.prio, h.rkey)
+  end
+end
+local expired = a_scan and
+  redis.call('ZRANGEBYSCORE', K.active, '-inf', now_s, 'LIMIT', 0, BATCH) or {}
+for _, m in ipairs(expired) do
+  a_dirty = true
+  redis.call('ZREM', K.active, m)
+  if string.byte(m, 1) == 64 then -- '@'
+    local token = string.sub(m, 2)
+    local list = redis.call('HGET', K.groups, token) or ''
+    redis.call('HDEL', K.groups, token, '#' .. token)
+    for p = 1, #list - 25, 26 do
+      local id = string.sub(list, p, p + 25)
+      local lv = redis.call('HGET', K.lease, id)
+      if lv and not lease_own(lv) and lease_token_ok(lv, token) then recover(id, lv) end
+    end
+  else
+    -- A job's own entry. Without a lease the job was settled: never re-run
+    -- it. A lease without the own mark is another group's (the entry is a
+    -- leftover) unless that group is gone too.
+    local lv = redis.call('HGET', K.lease, m)
+    if lv and (lease_own(lv) or
+        not redis.call('ZSCORE', K.active, '@' .. string.match(lv, '^(%d+)|'))) then
+      recover(m, lv)
     end
   end
 end
+if #expired > 0 then lease_pad_check(K.active, K.lease) end
 
 -- 2b. Rate keys whose time has come: promote each one's head job into
 -- pending, where it competes by priority; forget keys that waited out their
@@ -176,7 +194,7 @@ else
     end
   end
   if allow > 0 and climit > 0 then
-    allow = math.max(0, math.min(allow, climit - lease_count(K.active)))
+    allow = math.max(0, math.min(allow, climit - lease_count(K.lease)))
   end
   if allow > 0 and rate > 0 then
     allow = math.max(0, math.min(allow, math.floor((now_us + tau - tat) / emission) + 1))
@@ -210,7 +228,12 @@ local ready_left = true
 if #zero == 0 then
   local want = cap - #ids
   local got = want > 0 and redis.call('LPOP', K.ready, want)
-  if got then for _, id in ipairs(got) do ids[#ids + 1] = id end end
+  if got and #ids == 0 then
+    ids = got -- the common case: no copy
+  elseif got then
+    local n = #ids
+    for j = 1, #got do ids[n + j] = got[j] end
+  end
   if want > 0 and (not got or #got < want) then ready_left = false end
 else
   local list = redis.call('LRANGE', K.ready, 0, cap - #ids - 1)
@@ -249,7 +272,7 @@ if #ids > 0 then
     or {}
   local dls = any and redis.call('EXISTS', K.dl) == 1 and redis.call('ZMSCORE', K.dl, unpack(ids))
     or {}
-  local zadd, lset, zn = {K.active, '+inf', LEASE_PAD}, {K.lease, LEASE_PAD, ''}, 3
+  local lset, ln, group = {K.lease, LEASE_PAD, ''}, 3, {}
   -- Jobs from pending may be promoted rate-key jobs; without any in flight
   -- (the common case, retries and priorities included) none is looked up.
   local rk_inflight = any and redis.call('EXISTS', RKFLIGHT) == 1
@@ -257,14 +280,16 @@ if #ids > 0 then
   -- would go through %.14g.
   local token = ARGV[5]
   local first = token .. '|1'
-  for i, id in ipairs(ids) do
+  local byte = string.byte
+  for i = 1, #ids do
+    local id = ids[i]
     local rec, att, attempt = recs[i], atts[i], 0
     if att then attempt = att_parse(att) end
     -- The version is judged here; the client reads the rest and buries a
     -- record it cannot decode (fail.lua with the bury flag). byte makes no
     -- new string: "2|" is 50, 124.
     local v, bar
-    if type(rec) == 'string' then v, bar = string.byte(rec, 1, 2) end
+    if rec then v, bar = byte(rec, 1, 2) end
     if v ~= 50 or bar ~= 124 then
       local _, why = rec_parse(rec)
       bury(id, attempt, 'corrupt job: ' .. why)
@@ -273,9 +298,9 @@ if #ids > 0 then
     else
       taken = taken + 1
       attempt = attempt + 1
-      zadd[zn + 1], zadd[zn + 2] = expiry_s, id
-      lset[zn + 1], lset[zn + 2] = id, attempt == 1 and first or fmt('%s|%d', token, attempt)
-      zn = zn + 2
+      group[taken] = id
+      lset[ln + 1], lset[ln + 2] = id, attempt == 1 and first or fmt('%s|%d', token, attempt)
+      ln = ln + 2
       -- rate key: the key's next job may start an interval from now
       if zsrc[i] and rk_inflight then
         local rkey = redis.call('HGET', RKFLIGHT, id)
@@ -293,8 +318,9 @@ if #ids > 0 then
     end
   end
   if taken > 0 then
-    redis.call('ZADD', unpack(zadd))
     redis.call('HSET', unpack(lset))
+    redis.call('HSET', K.groups, token, table.concat(group), '#' .. token, fmt('%d', taken))
+    redis.call('ZADD', K.active, '+inf', LEASE_PAD, expiry_s, '@' .. token)
   end
 end
 

@@ -21,8 +21,10 @@ if died then return {5, rec, att, '', 0, tonumber(died), 0} end
 if ARGV[3] == '1' then redis.call('HSET', KEYS[7], id, '1') end
 local lv = redis.call('HGET', KEYS[3], id)
 if lv then
-  return {3, rec, att, string.match(lv, '^(%d+)|'), tonumber(redis.call('ZSCORE', KEYS[2], id)) or 0,
-    0, lease_attempt(lv)}
+  -- the lease expires with its own entry in active, or with its group's
+  local token = string.match(lv, '^(%d+)|')
+  local exp = redis.call('ZSCORE', KEYS[2], lease_own(lv) and id or '@' .. token)
+  return {3, rec, att, token, tonumber(exp) or 0, 0, lease_attempt(lv)}
 end
 local eta = redis.call('ZSCORE', KEYS[5], id)
 if eta then return {1, rec, att, '', 0, tonumber(eta), 0} end

@@ -2,7 +2,7 @@
 -- fetched with.
 -- KEYS[1] jobs  KEYS[2] active  KEYS[3] lease  KEYS[4] att  KEYS[5] pending
 -- KEYS[6] marker  KEYS[7] gate state (a released probe job lets another be
--- the probe)  KEYS[8] rkeys  KEYS[9] rkwait
+-- the probe)  KEYS[8] rkeys  KEYS[9] rkwait  KEYS[10] lgroups
 -- ARGV[1] the queue's key prefix "{runq:Q}:" (a job with a rate key goes back
 --         behind its key, <prefix>rk:<key>, not to pending)
 -- ARGV[2] id  ARGV[3] token
@@ -12,7 +12,7 @@ local lv = redis.call('HGET', KEYS[3], id)
 if not lease_token_ok(lv, ARGV[3]) then return -9 end
 local _, now_s = now_ms()
 local attempt = lease_attempt(lv) - 1
-lease_drop(KEYS[2], KEYS[3], {id})
+lease_end_one(KEYS[2], KEYS[3], KEYS[10], id, lv, ARGV[3])
 if redis.call('HGET', KEYS[7], 'probe') == id then redis.call('HSET', KEYS[7], 'probe', '') end
 local old = redis.call('HGET', KEYS[4], id)
 if old or attempt > 0 then

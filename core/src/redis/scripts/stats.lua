@@ -1,5 +1,5 @@
 -- stats: one consistent snapshot of a queue's counts and pause state.
--- KEYS[1] scheduled  KEYS[2] pending  KEYS[3] active  KEYS[4] dead
+-- KEYS[1] scheduled  KEYS[2] pending  KEYS[3] lease  KEYS[4] dead
 -- KEYS[5] config hash  KEYS[6] gate state hash
 -- KEYS[7] rkwait  KEYS[8] ready (jobs behind a rate key and in the ready list
 -- count as pending)
