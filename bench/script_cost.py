@@ -124,8 +124,9 @@ def main() -> int:
         while True:
             token = str(random.getrandbits(63) + 1)
             res = r.evalsha(sha["fetch"], len(fkeys), *fkeys, PREFIX, "60000", "200", QUEUE, token)
+            w = (len(res) - 4) // res[2] if res[2] else 3  # 2 without attempt states
             for i in range(res[2]):
-                leased.append((res[4 + 3 * i], token))
+                leased.append((res[4 + w * i], token))
             if res[2] == 0:
                 return
 

@@ -14,7 +14,9 @@
 #include <uv.h>
 
 #define KEY_MAX (RUNQ_NAME_MAX * 2 + 64)
-#define FETCH_FIELDS 3 /* id, record, attempt state (fetch.lua) */
+/* Fetch reply fields per job (fetch.lua): id, record and attempt state, or
+ * id and record alone when no job of the call has an attempt state. */
+#define FETCH_FIELDS 3
 #define BLOCK_SLICE_MS 30000 /* longest single BZPOPMIN; the loop re-arms it */
 #define REDIS_TICK_MS 100    /* granularity of Redis's blocking timeouts (hz 10) */
 
@@ -387,13 +389,13 @@ static int job_set_att(runq_job *j, const rq_att *att) {
     return 0;
 }
 
-/* Build a leased job from FETCH_FIELDS fetch fields, leased with `token`.
- * RUNQ_EPROTO with *why set when the record is malformed in a way the
- * script does not judge. */
-static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const char *queue,
-                          uint64_t token, int64_t expiry, const char **why) {
-    const rq_reply *f[FETCH_FIELDS];
-    for (size_t i = 0; i < FETCH_FIELDS; i++) f[i] = rq_reply_at(r, at + i);
+/* Build a leased job from `width` fetch fields (2 or FETCH_FIELDS: without
+ * the third, no attempt state), leased with `token`. RUNQ_EPROTO with *why
+ * set when the record is malformed in a way the script does not judge. */
+static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, size_t width,
+                          const char *queue, uint64_t token, int64_t expiry, const char **why) {
+    const rq_reply *f[FETCH_FIELDS] = {NULL, NULL, NULL};
+    for (size_t i = 0; i < width; i++) f[i] = rq_reply_at(r, at + i);
     rq_span rs = {0}, as = {0};
     rq_record rec;
     rq_att att;
@@ -401,7 +403,7 @@ static int job_from_fetch(runq_job **out, const rq_reply *r, size_t at, const ch
     if (!f[0] || f[0]->type != RQ_REPLY_STRING || f[0]->len != RUNQ_ID_LEN) *why = "bad id";
     else if (!reply_span(f[1], &rs) || (*why = rq_record_parse(&rec, rs.p, rs.len)) != NULL) {
         if (!*why) *why = "the job record is missing";
-    } else if (!reply_span(f[2], &as) || !rq_att_parse(&att, as.p, as.len) ||
+    } else if ((f[2] && !reply_span(f[2], &as)) || !rq_att_parse(&att, as.p, as.len) ||
                att.attempt == INT32_MAX)
         *why = "bad attempt state";
     if (*why) return RUNQ_EPROTO;
@@ -505,15 +507,19 @@ static int fetch_take(rq_redis *rb, const rq_call *c, const char *queue,
     int64_t now = 0, due = 0, got = 0, expiry = 0;
     if (!reply_i64(rq_reply_at(r, 0), &now) || !reply_i64(rq_reply_at(r, 1), &due) ||
         !reply_i64(rq_reply_at(r, 2), &got) || !reply_i64(rq_reply_at(r, 3), &expiry) ||
-        got < 0 || (size_t)got > want || r->elements != 4 + (size_t)got * FETCH_FIELDS)
+        got < 0 || (size_t)got > want)
+        return rq_error(RUNQ_EPROTO, "redis fetch: unexpected reply shape");
+    /* 4 + got * width elements: the width shows (one reading when got is 0) */
+    size_t width = r->elements == 4 + (size_t)got * 2 ? 2 : FETCH_FIELDS;
+    if (r->elements != 4 + (size_t)got * width)
         return rq_error(RUNQ_EPROTO, "redis fetch: unexpected reply shape");
     *server_now = now;
     if (due > 0 && (*next_due == 0 || due < *next_due)) *next_due = due;
     for (int64_t i = 0; i < got; i++) {
-        size_t at = 4 + (size_t)i * FETCH_FIELDS;
+        size_t at = 4 + (size_t)i * width;
         const char *why = NULL;
         runq_job *j = NULL;
-        int jrc = job_from_fetch(&j, r, at, queue, token, expiry, &why);
+        int jrc = job_from_fetch(&j, r, at, width, queue, token, expiry, &why);
         if (jrc == RUNQ_EPROTO) {
             bury(rb, queue, rq_reply_at(r, at), token, why);
             continue;

@@ -16,8 +16,9 @@
 --         call's token, so a stale holder's token never matches.
 -- Returns {now, next_due, n, lease expiry, job fields x n}: per job id,
 -- record, attempt state ("attempt|eta|error" of the previous attempts, or
--- ''; this attempt is one more); next_due is 0 when nothing is scheduled or
--- leased.
+-- ''; this attempt is one more), or only id and record when none of the
+-- jobs taken has an attempt state (the common case: one reply string per
+-- job less); next_due is 0 when nothing is scheduled or leased.
 local now, now_s, t = now_ms()
 local tag, lease, max, queue = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local BATCH = 1000 -- bound on work per call; the rest is seen on the next one
@@ -276,6 +277,14 @@ if #ids > 0 then
   -- Jobs from pending may be promoted rate-key jobs; without any in flight
   -- (the common case, retries and priorities included) none is looked up.
   local rk_inflight = any and redis.call('EXISTS', RKFLIGHT) == 1
+  -- w: reply fields per job (3 when some job taken has an attempt state)
+  local w = 2
+  for i = 1, #atts do
+    if atts[i] then
+      w = 3
+      break
+    end
+  end
   -- A first attempt's lease is a constant string; a number concatenated
   -- would go through %.14g.
   local token = ARGV[5]
@@ -313,8 +322,9 @@ if #ids > 0 then
       -- queue gates: spend a rate token; the first job after an automatic pause is the probe
       if rate > 0 then tat = math.max(tat, now_us) + emission end
       if auto then probe = id end
-      out[on + 1], out[on + 2], out[on + 3] = id, rec, att or ''
-      on = on + 3
+      out[on + 1], out[on + 2] = id, rec
+      if w == 3 then out[on + 3] = att or '' end
+      on = on + w
     end
   end
   if taken > 0 then
