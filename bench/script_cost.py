@@ -116,7 +116,7 @@ def main() -> int:
             for _ in range(k):
                 argv += [new_id(), tail]
             out = r.evalsha(sha["enqueue"], len(ekeys), *ekeys, *argv)
-            assert all(code == 2 for code in out), out
+            assert out == 2 or all(code == 2 for code in out), out  # one code for all, or each
 
     leased: list = []
 
@@ -142,7 +142,7 @@ def main() -> int:
                 if keep:
                     argv += ["|1|1|", b"\xc0", "3600000"]
             out = r.evalsha(sha["ack"], len(akeys), *akeys, *argv)
-            assert all(code == 0 for code in out), out
+            assert out == 0 or all(code == 0 for code in out), out
 
     rows = []
     for keep in (False, True):

@@ -362,7 +362,10 @@ function _M.enqueue(self, task, args, opts)
     return nil, "redis: " .. tostring(rerr), "EIO"
   end
 
-  local code = type(res) == "table" and res[1]
+  -- one code per job, or the code alone (the script's reply for a call
+  -- whose jobs all got the same number: always so for one job)
+  local code = res
+  if type(res) == "table" then code = res[1] end
   if type(code) == "string" then
     release(self, sock)
     return nil, "a job with the same unique key exists", "EDUPLICATE", code

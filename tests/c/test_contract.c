@@ -172,6 +172,50 @@ TEST(enqueue_many_batch_keeps_per_item_results) {
     runq_client_close(c);
 }
 
+/* Batches whose jobs all get the same outcome (the Redis scripts then
+ * reply it once for all, when it is a number): all stored, all refused by
+ * one holder's unique key (a string, so one field each), all refused by a
+ * full queue. Each item still gets its own result. */
+TEST(enqueue_many_with_one_outcome_for_all_gives_each_item_its_own) {
+    runq_client *c = t_client();
+    runq_queue_options qo = RUNQ_QUEUE_OPTIONS_INIT;
+    qo.max_len = 3;
+    ASSERT_OK(runq_queue_configure(c, "one", &qo));
+    runq_enqueue_options plain = RUNQ_ENQUEUE_OPTIONS_INIT, uniq = RUNQ_ENQUEUE_OPTIONS_INIT;
+    plain.queue = uniq.queue = "one";
+    uniq.unique_key = "held";
+    char holder[RUNQ_ID_SIZE];
+    t_enqueue(c, holder, "t", 0, &uniq);
+    enum { N = 3 };
+    runq_enqueue_item items[N];
+    unsigned char args[N][16];
+    size_t len[N];
+    for (int i = 0; i < N; i++) {
+        len[i] = t_args_int(args[i], i);
+        items[i] = (runq_enqueue_item){"t", args[i], len[i], &uniq, "", -99};
+    }
+    ASSERT_EQ(runq_enqueue_many(c, items, N), RUNQ_EDUPLICATE);
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(items[i].result, RUNQ_EDUPLICATE);
+        ASSERT_STR(items[i].id, holder);
+    }
+    for (int i = 0; i < 2; i++)
+        items[i] = (runq_enqueue_item){"t", args[i], len[i], &plain, "", -99};
+    ASSERT_OK(runq_enqueue_many(c, items, 2)); /* the queue is full now: 3 */
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(items[i].result, 0);
+        ASSERT_EQ(strlen(items[i].id), RUNQ_ID_LEN);
+    }
+    for (int i = 0; i < N; i++)
+        items[i] = (runq_enqueue_item){"t", args[i], len[i], &plain, "", -99};
+    ASSERT_EQ(runq_enqueue_many(c, items, N), RUNQ_EFULL);
+    for (int i = 0; i < N; i++) ASSERT_EQ(items[i].result, RUNQ_EFULL);
+    runq_queue_stats st;
+    ASSERT_OK(runq_queue_stats_get(&st, c, "one"));
+    ASSERT_EQ(st.pending, 3);
+    runq_client_close(c);
+}
+
 /* The Redis backend sends the first job's record head (retries, priority)
  * and timeout once per batch and a job's own after it where they differ:
  * every job must come back with its own. */

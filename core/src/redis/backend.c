@@ -149,12 +149,11 @@ typedef struct rq_batch {
 
 typedef struct batch_kind {
     const char *what;  /* the operation, for error details */
-    size_t fields;     /* reply fields per item */
     const char *(*queue)(const void *items, size_t i);
     /* Build call c for items[at .. at + n). */
     void (*build)(rq_redis *rb, rq_call *c, const void *items, size_t at, size_t n);
-    /* The result of items[at] from its reply fields r[off ..]. */
-    int (*result)(const void *items, size_t at, const rq_reply *r, size_t off);
+    /* The result of items[at] from its reply field f. */
+    int (*result)(const void *items, size_t at, const rq_reply *f);
 } batch_kind;
 
 /* Plan and build the calls for n items; on failure every results[i] holds
@@ -195,11 +194,14 @@ static int batch_results(const rq_batch *bt, const batch_kind *kind, const void 
         size_t count = bt->first[c + 1] - bt->first[c];
         const rq_reply *r = bt->calls[c].reply;
         int crc = call_rc(&bt->calls[c], kind->what);
-        if (!crc && (r->type != RQ_REPLY_ARRAY || r->elements != kind->fields * count))
+        /* One field per item, or one integer for all of them when all got
+         * the same (enqueue.lua, ack.lua: the common case). */
+        bool one = !crc && r->type == RQ_REPLY_INTEGER;
+        if (!crc && !one && (r->type != RQ_REPLY_ARRAY || r->elements != count))
             crc = rq_error(RUNQ_EPROTO, "redis %s: unexpected reply shape", kind->what);
         for (size_t i = 0; i < count; i++) {
             size_t at = bt->first[c] + i;
-            results[at] = crc ? crc : kind->result(items, at, r, kind->fields * i);
+            results[at] = crc ? crc : kind->result(items, at, one ? r : rq_reply_at(r, i));
         }
     }
     return 0;
@@ -309,10 +311,9 @@ static void enqueue_call(rq_redis *rb, rq_call *c, const void *items, size_t at,
 
 /* One job's reply field (enqueue.lua): stored (its state), or why not. The
  * caller reads only the id of a stored or duplicate job. */
-static int enqueue_result(const void *items, size_t i, const rq_reply *r, size_t at) {
+static int enqueue_result(const void *items, size_t i, const rq_reply *f) {
     runq_job *j = ((runq_job *const *)items)[i];
     long long code = 0;
-    const rq_reply *f = rq_reply_at(r, at);
     if (f && f->type == RQ_REPLY_STRING) {
         if (f->len == RUNQ_ID_LEN) memcpy(j->id, f->str, RUNQ_ID_SIZE);
         return rq_error(RUNQ_EDUPLICATE, "unique key \"%s\" is held by job %s",
@@ -329,7 +330,7 @@ static int redis_enqueue(runq_backend *b, runq_job **jobs, int *results, size_t 
                          int replicate_timeout_ms) {
     rq_redis *rb = RB(b);
     if (n == 0) return 0;
-    static const batch_kind kind = {"enqueue", 1, job_queue_at, enqueue_call, enqueue_result};
+    static const batch_kind kind = {"enqueue", job_queue_at, enqueue_call, enqueue_result};
     rq_batch bt;
     if (batch_build(&bt, &kind, rb, jobs, n, results)) return RUNQ_ENOMEM;
     long long acked = 0;
@@ -737,11 +738,11 @@ static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_
 
 /* One job's reply code (ack.lua); the ESTALE detail is set by the caller
  * (stale()), on the thread that reports it. */
-static int ack_result(const void *items, size_t i, const rq_reply *r, size_t at) {
+static int ack_result(const void *items, size_t i, const rq_reply *f) {
     (void)items;
     (void)i;
     long long code = 0;
-    if (!rq_reply_int(rq_reply_at(r, at), &code))
+    if (!rq_reply_int(f, &code))
         return rq_error(RUNQ_EPROTO, "redis ack: bad reply");
     return code == RUNQ_ESTALE ? RUNQ_ESTALE : 0;
 }
@@ -749,7 +750,7 @@ static int ack_result(const void *items, size_t i, const rq_reply *r, size_t at)
 static int redis_ack_many(runq_backend *b, const rq_ack_item *items, int *results, size_t n) {
     rq_redis *rb = RB(b);
     if (n == 0) return 0;
-    static const batch_kind kind = {"ack", 1, ack_queue_at, ack_call, ack_result};
+    static const batch_kind kind = {"ack", ack_queue_at, ack_call, ack_result};
     rq_batch bt;
     if (batch_build(&bt, &kind, rb, items, n, results)) return RUNQ_ENOMEM;
     int rc = rq_calls_run(rb->conn, bt.calls, bt.ncalls, 0, rb->timeout_ms, 0, 0, NULL);

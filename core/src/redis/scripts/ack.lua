@@ -13,7 +13,8 @@
 --         when > 0) | 'n': the id alone (nothing kept, what a client keeping
 --         no results sends). A token sent once per group, not per job, is
 --         one string fewer per job to hand to Lua.
--- Returns one code per job, in order: 0 | -9 (stale: the lease was lost)
+-- Returns one code per job, in order: 0 | -9 (stale: the lease was lost); or
+-- that code alone when every job got it (the common case: no array).
 local tag, kept = ARGV[1], ARGV[2] == 'k'
 local w = kept and 4 or 1
 -- at[i]: where job i's fields start in ARGV; tok[i]: its group's token
@@ -54,7 +55,7 @@ for i = 1, n do
     out[i] = -9
   end
 end
-if nok == 0 then return out end
+if nok == 0 then return -9 end
 local now, now_s = now_ms()
 -- att, dl, uud and waiters exist only while some job of the queue has an
 -- attempt state, a deadline, a unique-until-done key or a waiter: one
@@ -100,4 +101,5 @@ if (reopened or (tonumber(gcfg[1]) or 0) > 0) and
     redis.call('ZCARD', KEYS[7]) + redis.call('LLEN', KEYS[12]) > 0 then
   redis.call('ZADD', KEYS[8], now_s, 'm')
 end
+if nok == n then return 0 end
 return out

@@ -26,7 +26,9 @@
 -- and MID first. HEAD and MID once per call and the flags in one string
 -- leave two strings per plain job to hand to Lua, not five.
 -- Returns one field per job, in order: 1 (stored, scheduled) | 2 (stored,
--- ready) | the holder's id (its unique key is held) | -7 (queue full).
+-- ready) | the holder's id (its unique key is held) | -7 (queue full); or,
+-- when every job got the same number, that number alone (the common case:
+-- no array to build, write and parse).
 local fmt = string.format
 local now, now_s = now_ms()
 local tag = string.match(KEYS[1], '^(.*:)jobs$')
@@ -88,6 +90,9 @@ end
 local out, recs, ready, rn, yn = {}, {KEYS[1]}, {KEYS[6]}, 1, 1
 local head0, mid0, flags = ARGV[2], ARGV[3], ARGV[4]
 local byte = string.byte
+-- The record of a plain job up to its TAIL: the same for all of the call.
+local plain = head0 .. now_s .. '|' .. now_s .. mid0 .. '0'
+local uniform = true -- every job's code is the same
 local a = 5
 for i = 1, #flags do
   local flag = byte(flags, i) - 48 -- '0'
@@ -107,7 +112,12 @@ for i = 1, #flags do
   end
   if code == 1 or code == 2 or code == 3 then
     waiting = waiting + 1
-    recs[rn + 1], recs[rn + 2] = id, head .. now_s .. '|' .. eta_s .. mid .. deadline_s .. tail
+    recs[rn + 1] = id
+    if flag == 0 then
+      recs[rn + 2] = plain .. tail
+    else
+      recs[rn + 2] = head .. now_s .. '|' .. eta_s .. mid .. deadline_s .. tail
+    end
     rn = rn + 2
     if code == 2 then
       yn = yn + 1
@@ -117,6 +127,7 @@ for i = 1, #flags do
     end
   end
   out[i] = code
+  if code ~= out[1] then uniform = false end
 end
 if rn > 1 then
   redis.call('HSET', unpack(recs))
@@ -126,4 +137,5 @@ if rn > 1 then
   -- wait (a newly scheduled job may be due sooner than what it waits for).
   redis.call('ZADD', KEYS[4], now_s, 'm')
 end
+if uniform and type(out[1]) == 'number' then return out[1] end
 return out
