@@ -78,10 +78,10 @@ end
 -- group still expires with the group.
 --
 -- Redis keeps a small zset or hash as a listpack, which every lookup and
--- insert scans whole, and a busy queue holds 50 to 500 leases. LEASE_PAD, an
--- entry longer than the listpack limit (64 bytes by default), goes into
--- active and lease with the first lease, so they use hash tables from the
--- start. It is no job id (those have 26 characters), never due (+inf in
+-- insert scans whole, and a busy queue holds 50 to 500 leases (and as many
+-- groups when each fetch takes few jobs). LEASE_PAD, an entry longer than
+-- the listpack limit (64 bytes by default), goes into active, lease and
+-- lgroups with the first lease, so they use hash tables from the start. It is no job id (those have 26 characters), never due (+inf in
 -- active), not counted, and leaves with the last lease.
 local LEASE_PAD = '~runq~lease~pad~' .. string.rep('~', 64)
 
@@ -102,10 +102,11 @@ end
 
 -- Once no job is leased, the pads go. Only the pads: a lease entry whose
 -- active entry was lost (extend gives it a new one) must stay.
-local function lease_pad_check(active, lease)
+local function lease_pad_check(active, lease, groups)
   if redis.call('ZCARD', active) == 1 and redis.call('ZSCORE', active, LEASE_PAD) then
     redis.call('ZREM', active, LEASE_PAD)
     redis.call('HDEL', lease, LEASE_PAD)
+    redis.call('HDEL', groups, LEASE_PAD)
   end
 end
 
@@ -117,7 +118,7 @@ local function lease_end(active, lease, groups, ids, own, gtok, gcnt)
   redis.call('HDEL', lease, unpack(ids))
   if #own > 0 then redis.call('ZREM', active, unpack(own)) end
   for g = 1, #gtok do lease_group_leave(active, groups, gtok[g], gcnt[g]) end
-  lease_pad_check(active, lease)
+  lease_pad_check(active, lease, groups)
 end
 
 -- End the lease lv (under token) of one job.

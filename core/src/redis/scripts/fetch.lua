@@ -21,7 +21,9 @@
 -- job less); next_due is 0 when nothing is scheduled or leased.
 local now, now_s, t = now_ms()
 local tag, lease, max, queue = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local BATCH = 1000 -- bound on work per call; the rest is seen on the next one
+-- Numbers go to redis.call as strings: Redis formats a Lua number argument
+-- with snprintf's %.17g, a few thousand instructions each.
+local BATCH = '1000' -- bound on work per call; the rest is seen on the next one
 local fmt = string.format
 local K = {scheduled = KEYS[1], pending = KEYS[2], active = KEYS[3], dead = KEYS[4],
   rkeys = KEYS[8], rkwait = KEYS[9], jobs = KEYS[11], ready = KEYS[12], lease = KEYS[13],
@@ -65,7 +67,7 @@ end
 -- zset's head is due, so an idle queue costs one ZRANGE per zset, not a scan.
 -- +inf is no head: active's LEASE_PAD, a rate key in flight.
 local function head(key)
-  local h = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local h = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
   local s = #h > 0 and tonumber(h[2])
   if not s or s == math.huge then return nil end
   return s
@@ -76,7 +78,7 @@ local a_scan = a_head ~= nil and a_head <= now
 local rk_scan = rk_head ~= nil and rk_head <= now
 
 -- 1. Promote due scheduled jobs.
-local due = s_scan and redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now_s, 'LIMIT', 0, BATCH)
+local due = s_scan and redis.call('ZRANGEBYSCORE', K.scheduled, '-inf', now_s, 'LIMIT', '0', BATCH)
   or {}
 if #due > 0 then
   redis.call('ZREM', K.scheduled, unpack(due))
@@ -109,7 +111,7 @@ local function recover(id, lv)
   end
 end
 local expired = a_scan and
-  redis.call('ZRANGEBYSCORE', K.active, '-inf', now_s, 'LIMIT', 0, BATCH) or {}
+  redis.call('ZRANGEBYSCORE', K.active, '-inf', now_s, 'LIMIT', '0', BATCH) or {}
 for _, m in ipairs(expired) do
   a_dirty = true
   redis.call('ZREM', K.active, m)
@@ -133,15 +135,15 @@ for _, m in ipairs(expired) do
     end
   end
 end
-if #expired > 0 then lease_pad_check(K.active, K.lease) end
+if #expired > 0 then lease_pad_check(K.active, K.lease, K.groups) end
 
 -- 2b. Rate keys whose time has come: promote each one's head job into
 -- pending, where it competes by priority; forget keys that waited out their
 -- interval with nothing behind them.
 if rk_scan then rk_dirty = true end
-for _, rkey in ipairs(rk_scan and redis.call('ZRANGEBYSCORE', RKEYS, '-inf', now_s, 'LIMIT', 0, BATCH) or {}) do
+for _, rkey in ipairs(rk_scan and redis.call('ZRANGEBYSCORE', RKEYS, '-inf', now_s, 'LIMIT', '0', BATCH) or {}) do
   local rk = tag .. 'rk:' .. rkey
-  local first = redis.call('ZRANGE', rk, 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', rk, '0', '0', 'WITHSCORES')
   if #first == 0 then
     redis.call('ZREM', RKEYS, rkey)
   else
@@ -218,17 +220,17 @@ local function from_pending(list)
 end
 local p_head = cap > 0 and head(K.pending)
 if p_head and p_head < 0 then
-  local got = redis.call('ZRANGEBYSCORE', K.pending, '-inf', '(0', 'LIMIT', 0, cap)
+  local got = redis.call('ZRANGEBYSCORE', K.pending, '-inf', '(0', 'LIMIT', '0', fmt('%d', cap))
   if #got > 0 then redis.call('ZREM', K.pending, unpack(got)) end
   from_pending(got)
 end
 local zero = (p_head and cap > #ids) and
-  redis.call('ZRANGEBYSCORE', K.pending, '0', '0', 'LIMIT', 0, cap - #ids) or {}
+  redis.call('ZRANGEBYSCORE', K.pending, '0', '0', 'LIMIT', '0', fmt('%d', cap - #ids)) or {}
 -- ready_left: ready may hold jobs after this step (false: LPOP emptied it)
 local ready_left = true
 if #zero == 0 then
   local want = cap - #ids
-  local got = want > 0 and redis.call('LPOP', K.ready, want)
+  local got = want > 0 and redis.call('LPOP', K.ready, fmt('%d', want))
   if got and #ids == 0 then
     ids = got -- the common case: no copy
   elseif got then
@@ -237,7 +239,7 @@ if #zero == 0 then
   end
   if want > 0 and (not got or #got < want) then ready_left = false end
 else
-  local list = redis.call('LRANGE', K.ready, 0, cap - #ids - 1)
+  local list = redis.call('LRANGE', K.ready, '0', fmt('%d', cap - #ids - 1))
   local li, zi, ztaken = 1, 1, {}
   while #ids < cap and (li <= #list or zi <= #zero) do
     if zi > #zero or (li <= #list and list[li] < zero[zi]) then
@@ -249,11 +251,11 @@ else
       zi = zi + 1
     end
   end
-  if li > 1 then redis.call('LTRIM', K.ready, li - 1, -1) end
+  if li > 1 then redis.call('LTRIM', K.ready, fmt('%d', li - 1), '-1') end
   if #ztaken > 0 then redis.call('ZREM', K.pending, unpack(ztaken)) end
 end
 if p_head and cap > #ids then
-  local popped = redis.call('ZPOPMIN', K.pending, cap - #ids)
+  local popped = redis.call('ZPOPMIN', K.pending, fmt('%d', cap - #ids))
   local got = {}
   for p = 1, #popped, 2 do got[#got + 1] = popped[p] end
   from_pending(got)
@@ -329,7 +331,8 @@ if #ids > 0 then
   end
   if taken > 0 then
     redis.call('HSET', unpack(lset))
-    redis.call('HSET', K.groups, token, table.concat(group), '#' .. token, fmt('%d', taken))
+    redis.call('HSET', K.groups, LEASE_PAD, '', token, table.concat(group), '#' .. token,
+      fmt('%d', taken))
     redis.call('ZADD', K.active, '+inf', LEASE_PAD, expiry_s, '@' .. token)
   end
 end
@@ -347,7 +350,7 @@ if a_head and (next_due == 0 or a_head < next_due) then next_due = a_head end
 -- after a key was re-scored with jobs behind it, wake a blocked fetch so that
 -- it re-computes its wait.
 if rk_dirty then
-  local rkn = redis.call('ZRANGEBYSCORE', RKEYS, '-inf', '(+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  local rkn = redis.call('ZRANGEBYSCORE', RKEYS, '-inf', '(+inf', 'WITHSCORES', 'LIMIT', '0', '1')
   rk_head = #rkn > 0 and tonumber(rkn[2]) or nil
 end
 if rk_head and rk_head < math.huge and (next_due == 0 or rk_head < next_due) then
