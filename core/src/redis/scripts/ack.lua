@@ -13,6 +13,8 @@
 --         when > 0) | 'n': the id alone (nothing kept, what a client keeping
 --         no results sends). A token sent once per group, not per job, is
 --         one string fewer per job to hand to Lua.
+-- A job appears at most once per call (the engine settles a fetched job
+-- once): a second copy would take it out of its lease group's count twice.
 -- Returns one code per job, in order: 0 | -9 (stale: the lease was lost); or
 -- that code alone when every job got it (the common case: no array).
 local tag, kept = ARGV[1], ARGV[2] == 'k'
