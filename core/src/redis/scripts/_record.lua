@@ -81,8 +81,9 @@ end
 -- insert scans whole, and a busy queue holds 50 to 500 leases (and as many
 -- groups when each fetch takes few jobs). LEASE_PAD, an entry longer than
 -- the listpack limit (64 bytes by default), goes into active, lease and
--- lgroups with the first lease, so they use hash tables from the start. It is no job id (those have 26 characters), never due (+inf in
--- active), not counted, and leaves with the last lease.
+-- lgroups with the first lease, so they use hash tables from the start. It
+-- is no job id (those have 26 characters), never due (+inf in active), not
+-- counted, and leaves with the last lease.
 local LEASE_PAD = '~runq~lease~pad~' .. string.rep('~', 64)
 
 -- The lease has an active entry of its own (extend gave it one): 120 is 'x'.
@@ -140,6 +141,9 @@ local function lease_token_ok(lv, token)
   -- find and byte make no new strings (ack runs this for every job)
   return type(lv) == 'string' and string.byte(lv, #token + 1) == 124 and
     string.find(lv, token, 1, true) == 1
+end
+local function lease_token(lv)
+  return string.match(lv, '^(%d+)|')
 end
 local function lease_attempt(lv)
   return tonumber(string.match(lv, '^%d+|(%d+)')) or 1

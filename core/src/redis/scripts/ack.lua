@@ -52,7 +52,7 @@ for i = 1, n do
       gtok[ng], gcnt[ng] = t, 1
     end
     local ttl = kept and ARGV[at[i] + 3]
-    if ttl and ttl ~= '0' and string.byte(ttl, 1) ~= 45 then keep[#keep + 1] = i end -- 45: '-'
+    if ttl and ttl ~= '0' and byte(ttl, 1) ~= 45 then keep[#keep + 1] = i end -- 45: '-'
   else
     out[i] = -9
   end

@@ -21,10 +21,12 @@
 -- job less); next_due is 0 when nothing is scheduled or leased.
 local now, now_s, t = now_ms()
 local tag, lease, max, queue = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local fmt = string.format
+-- Bound on work per call (jobs per step); the rest is seen on the next one.
 -- Numbers go to redis.call as strings: Redis formats a Lua number argument
 -- with snprintf's %.17g, a few thousand instructions each.
-local BATCH = '1000' -- bound on work per call; the rest is seen on the next one
-local fmt = string.format
+local BATCH_N = 1000
+local BATCH = fmt('%d', BATCH_N)
 local K = {scheduled = KEYS[1], pending = KEYS[2], active = KEYS[3], dead = KEYS[4],
   rkeys = KEYS[8], rkwait = KEYS[9], jobs = KEYS[11], ready = KEYS[12], lease = KEYS[13],
   att = KEYS[14], dl = KEYS[15], uud = KEYS[16], waiters = KEYS[17], groups = KEYS[18]}
@@ -110,32 +112,39 @@ local function recover(id, lv)
     ready(id, h.prio, h.rkey)
   end
 end
+-- A group is taken whole; once BATCH_N jobs were looked at, the remaining
+-- entries wait for the next call.
 local expired = a_scan and
   redis.call('ZRANGEBYSCORE', K.active, '-inf', now_s, 'LIMIT', '0', BATCH) or {}
+local looked = 0
 for _, m in ipairs(expired) do
+  if looked >= BATCH_N then break end
   a_dirty = true
   redis.call('ZREM', K.active, m)
   if string.byte(m, 1) == 64 then -- '@'
     local token = string.sub(m, 2)
     local list = redis.call('HGET', K.groups, token) or ''
     redis.call('HDEL', K.groups, token, '#' .. token)
-    for p = 1, #list - 25, 26 do
-      local id = string.sub(list, p, p + 25)
-      local lv = redis.call('HGET', K.lease, id)
+    local gids = {}
+    for p = 1, #list - 25, 26 do gids[#gids + 1] = string.sub(list, p, p + 25) end
+    looked = looked + #gids
+    local lvs = #gids > 0 and redis.call('HMGET', K.lease, unpack(gids)) or {}
+    for j, id in ipairs(gids) do
+      local lv = lvs[j]
       if lv and not lease_own(lv) and lease_token_ok(lv, token) then recover(id, lv) end
     end
   else
     -- A job's own entry. Without a lease the job was settled: never re-run
     -- it. A lease without the own mark is another group's (the entry is a
     -- leftover) unless that group is gone too.
+    looked = looked + 1
     local lv = redis.call('HGET', K.lease, m)
-    if lv and (lease_own(lv) or
-        not redis.call('ZSCORE', K.active, '@' .. string.match(lv, '^(%d+)|'))) then
+    if lv and (lease_own(lv) or not redis.call('ZSCORE', K.active, '@' .. lease_token(lv))) then
       recover(m, lv)
     end
   end
 end
-if #expired > 0 then lease_pad_check(K.active, K.lease, K.groups) end
+if looked > 0 then lease_pad_check(K.active, K.lease, K.groups) end
 
 -- 2b. Rate keys whose time has come: promote each one's head job into
 -- pending, where it competes by priority; forget keys that waited out their

@@ -22,7 +22,7 @@ if ARGV[3] == '1' then redis.call('HSET', KEYS[7], id, '1') end
 local lv = redis.call('HGET', KEYS[3], id)
 if lv then
   -- the lease expires with its own entry in active, or with its group's
-  local token = string.match(lv, '^(%d+)|')
+  local token = lease_token(lv)
   local exp = redis.call('ZSCORE', KEYS[2], lease_own(lv) and id or '@' .. token)
   return {3, rec, att, token, tonumber(exp) or 0, 0, lease_attempt(lv)}
 end
