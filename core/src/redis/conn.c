@@ -27,6 +27,7 @@
 #define BACKOFF_MIN_MS 25
 #define BACKOFF_MAX_MS 1000
 #define MAX_BLOCKING_CONNS 64 /* bound on simultaneous blocking requests */
+#define UNBLOCK_WAIT_MS 1000  /* a CLIENT UNBLOCK without effect by then: close instead */
 
 typedef struct rq_cmd {
     char *buf; /* the command in the Redis protocol, sent as it is */
@@ -64,6 +65,8 @@ typedef struct rq_bconn {
     int state;
     int64_t connect_deadline;
     rq_req *req; /* in flight, or NULL when idle */
+    long long client_id;  /* its CLIENT ID, 0 until known */
+    int64_t unblock_sent; /* mono ms a CLIENT UNBLOCK went out for req, 0: none */
 } rq_bconn;
 
 struct rq_conn {
@@ -91,6 +94,7 @@ struct rq_conn {
     rq_req *bwait_head, *bwait_tail; /* blocking requests without a connection */
     rq_bconn *bconns;
     bool closing;
+    bool no_unblock; /* CLIENT UNBLOCK was refused (ACL): interrupts close */
     /* dispatch is queueing commands: the contexts' event interest waits,
      * and they write at the end of it (uvev.h). */
     bool queuing;
@@ -500,6 +504,21 @@ static void bconn_cb(redisAsyncContext *ac, void *reply, void *priv) {
     }
 }
 
+/* The connection's CLIENT ID, for CLIENT UNBLOCK (interrupts). Called
+ * with no reply while hiredis frees the context: b is still alive then. */
+static void bconn_id_cb(redisAsyncContext *ac, void *reply, void *priv) {
+    rq_bconn *b = priv;
+    redisReply *r = reply;
+    if (r && b->ac == ac && r->type == REDIS_REPLY_INTEGER) b->client_id = r->integer;
+}
+
+static void unblock_cb(redisAsyncContext *ac, void *reply, void *priv) {
+    rq_conn *c = priv;
+    redisReply *r = reply;
+    (void)ac;
+    if (r && r->type == REDIS_REPLY_ERROR) c->no_unblock = true;
+}
+
 static void bconn_on_connect(const redisAsyncContext *cac, int status) {
     rq_bconn *b = cac->data;
     rq_conn *c = b->conn;
@@ -514,6 +533,7 @@ static void bconn_on_connect(const redisAsyncContext *cac, int status) {
     b->state = CS_READY;
     c->backoff_ms = BACKOFF_MIN_MS;
     send_handshake(c, b->ac);
+    redisAsyncCommand(b->ac, bconn_id_cb, b, "CLIENT ID");
     bconn_assign(b);
 }
 
@@ -535,6 +555,7 @@ static void bconn_assign(rq_bconn *b) {
             continue;
         }
         b->req = req;
+        b->unblock_sent = 0;
         if (send_cmds(b->ac, req, bconn_cb, b) == 0) {
             b->req = NULL;
             req->lost = true;
@@ -621,13 +642,27 @@ static void dispatch_queue(rq_conn *c) {
         return;
     }
 
-    /* Interrupts: cut blocked requests loose and close their sockets, which
-     * is the only local way to end a BZPOPMIN early. A request whose first
-     * reply came is past its wait: what follows it (a fetch) does not block,
-     * and its reply must not be lost, so it finishes. */
+    /* Interrupts. A request whose first reply came is past its wait: what
+     * follows it (a fetch) does not block, and its reply must not be lost,
+     * so it finishes. One still blocked is ended by CLIENT UNBLOCK on the
+     * main connection: the wait then returns as timed out and the rest of
+     * the request runs and replies, so a fetch the server ran meanwhile
+     * hands its jobs to the caller. Closing the socket would drop that
+     * reply: a fetch that ran just before the close would lease jobs nobody
+     * takes until their leases expire. Closing stays the fallback when the
+     * id is unknown, the main connection is down, the server refuses the
+     * command (ACL), or it had no effect within UNBLOCK_WAIT_MS. */
+    int64_t now = mono_ms();
     for (rq_bconn *b = c->bconns; b; b = b->next) {
         rq_req *req = b->req;
         if (req && (req->flags & RQ_REQ_INTERRUPTIBLE) && req->gen != gen && req->nreplied == 0) {
+            if (!c->no_unblock && b->client_id && c->state == CS_READY && c->ac) {
+                if (!b->unblock_sent) {
+                    redisAsyncCommand(c->ac, unblock_cb, c, "CLIENT UNBLOCK %lld", b->client_id);
+                    b->unblock_sent = now;
+                }
+                if (now - b->unblock_sent < UNBLOCK_WAIT_MS) continue;
+            }
             b->req = NULL;
             req_complete(c, req, RQ_INTERRUPTED, NULL);
             /* redisAsyncDisconnect would wait for the pending reply; free
@@ -649,7 +684,6 @@ static void dispatch_queue(rq_conn *c) {
         c->bwait_tail = keep_t;
     }
 
-    int64_t now = mono_ms();
     if (c->state != CS_READY) drop_expired(c, &c->wait_head, &c->wait_tail, now);
     drop_expired(c, &c->bwait_head, &c->bwait_tail, now);
 

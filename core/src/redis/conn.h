@@ -11,9 +11,12 @@
  *    reconnects (capped exponential backoff) or until their caller gives up.
  *    A request lost with its connection fails with RUNQ_EIO, except blocking
  *    reads flagged RQ_REQ_REISSUE, which are sent again after reconnecting.
- *  - rq_conn_interrupt() makes every waiting RQ_REQ_INTERRUPTIBLE request
- *    return RQ_INTERRUPTED at once, by closing the connection it blocks on
- *    (a local mechanism: no CLIENT UNBLOCK on a shared server). */
+ *  - rq_conn_interrupt() ends every waiting RQ_REQ_INTERRUPTIBLE request:
+ *    one not sent yet returns RQ_INTERRUPTED at once; one blocked in Redis
+ *    is ended by CLIENT UNBLOCK, so it returns its replies (the blocking
+ *    command's as timed out, then those of the commands after it), or,
+ *    where that cannot work (ACL, connection down), RQ_INTERRUPTED by
+ *    closing the connection it blocks on. */
 #ifndef RUNQ_REDIS_CONN_H
 #define RUNQ_REDIS_CONN_H
 
@@ -36,7 +39,7 @@ typedef struct rq_conn_config {
 enum {
     RQ_REQ_BLOCKING = 1,      /* run on a connection of its own */
     RQ_REQ_REISSUE = 2,       /* safe to send again after a reconnect */
-    RQ_REQ_INTERRUPTIBLE = 4  /* returns RQ_INTERRUPTED on rq_conn_interrupt */
+    RQ_REQ_INTERRUPTIBLE = 4  /* ended early by rq_conn_interrupt (above) */
 };
 
 /* Positive status: the wait was cut short by rq_conn_interrupt(). */
