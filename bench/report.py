@@ -129,14 +129,19 @@ def main():
             print(f"| {name[:-8]} | skipped (not installed / not importable) | | | |")
     print()
 
+    def handoff(q):
+        # The same load without runq: one thread LPUSHes, another BRPOPs.
+        v = g(f"c_ref_handoff_latency_{q}")
+        return "" if v is None else f"bare LPUSH→BRPOP hand-off: {fmt(v, 'ms')}"
+
     print("### Latency, memory, commands\n")
     print("| figure | value | runs | reference |")
     print("|---|---:|---|---|")
     for name, label, ref in [
-        ("c_latency_p50", "enqueue→handler start p50 at 1 000 jobs/s", ""),
-        ("c_latency_p99", "enqueue→handler start p99", ""),
-        ("c_latency_p999", "enqueue→handler start p99.9", ""),
-        ("c_latency_max", "enqueue→handler start max", ""),
+        ("c_latency_p50", "enqueue→handler start p50 at 1 000 jobs/s", handoff("p50")),
+        ("c_latency_p99", "enqueue→handler start p99", handoff("p99")),
+        ("c_latency_p999", "enqueue→handler start p99.9", handoff("p999")),
+        ("c_latency_max", "enqueue→handler start max", handoff("max")),
         ("c_latency_enqueue_call_mean", "runq_enqueue call, mean", f"1/EVALSHA 1 client = {1000 / ev1:.3f} ms" if ev1 else ""),
         ("c_memory_per_job", "Redis used_memory per waiting job (10-byte args)", ""),
         ("c_memory_per_job_beyond_payload", "… beyond its payload", f"plain list element: {fmt(g('c_memory_ref_list_per_item'), 'bytes')}"),

@@ -11,7 +11,9 @@
  *   e2e        producers and workers at once; time until N jobs are acked
  *   latency    one producer at a fixed offered load (--rate jobs/s for
  *              --seconds); the handler records enqueue->handler-start time,
- *              the enqueue time travels in the msgpack args
+ *              the enqueue time travels in the msgpack args; first, as a
+ *              reference, the same load as a bare LPUSH -> BRPOP hand-off
+ *              between two threads of this process (a Redis URL only)
  *   memory     Redis used_memory before/after N waiting jobs, against the
  *              same payloads in a plain Redis list
  *   commands   every command the server sees per job, by MONITOR, for
@@ -48,6 +50,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -431,9 +434,85 @@ static int cmp_i64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Percentiles of n samples (ns), sorted in place, reported in ms under
+ * prefix: "<prefix>_p50" and so on. */
+static void report_latency(const char *prefix, int64_t *v, long n, double *p50, double *p99,
+                           double *p999, double *mx) {
+    *p50 = *p99 = *p999 = *mx = 0;
+    if (n > 0) {
+        qsort(v, (size_t)n, sizeof *v, cmp_i64);
+        *p50 = v[(long)(n * 0.50)] / 1e6;
+        *p99 = v[(long)(n * 0.99)] / 1e6;
+        *p999 = v[(long)(n * 0.999)] / 1e6;
+        *mx = v[n - 1] / 1e6;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%s_p50", prefix);
+    result(name, *p50, "ms");
+    snprintf(name, sizeof name, "%s_p99", prefix);
+    result(name, *p99, "ms");
+    snprintf(name, sizeof name, "%s_p999", prefix);
+    result(name, *p999, "ms");
+    snprintf(name, sizeof name, "%s_max", prefix);
+    result(name, *mx, "ms");
+}
+
+typedef struct handoff {
+    redisContext *r;
+    int64_t *samples;
+    long n, got;
+} handoff;
+
+/* The reference consumer: BRPOP until n items came or a wait found none. */
+static void *handoff_consumer(void *arg) {
+    handoff *h = arg;
+    while (h->got < h->n) {
+        redisReply *rep = redisCommand(h->r, "BRPOP runq_bench:handoff 2");
+        int64_t now = mono_ns();
+        bool item = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2;
+        if (item) h->samples[h->got++] = now - strtoll(rep->element[1]->str, NULL, 10);
+        if (rep) freeReplyObject(rep);
+        if (!item) break;
+    }
+    return NULL;
+}
+
+/* What this Redis and this machine give the same offered load without
+ * runq: one thread LPUSHes its send time, another BRPOPs it. Two hops and
+ * two wake-ups, as enqueue -> handler start has. */
+static void ref_handoff_latency(long n, int64_t period) {
+    handoff h = {.r = redis_side(), .samples = calloc((size_t)n, sizeof(int64_t)), .n = n};
+    redisContext *prod = redis_side();
+    redis_cmd(prod, "DEL runq_bench:handoff");
+    pthread_t th;
+    pthread_create(&th, NULL, handoff_consumer, &h);
+    sleep_ns(100000000);
+    int64_t t0 = mono_ns();
+    for (long i = 0; i < n; i++) {
+        int64_t due = t0 + i * period, now = mono_ns();
+        if (due > now) sleep_ns(due - now);
+        redisReply *rep = redisCommand(prod, "LPUSH runq_bench:handoff %lld", (long long)mono_ns());
+        if (!rep) {
+            fprintf(stderr, "runq_bench: LPUSH: %s\n", prod->errstr);
+            exit(1);
+        }
+        freeReplyObject(rep);
+    }
+    pthread_join(th, NULL);
+    double p50, p99, p999, mx;
+    report_latency("ref_handoff_latency", h.samples, h.got, &p50, &p99, &p999, &mx);
+    printf("reference LPUSH->BRPOP hand-off at the same load (%ld/%ld): p50 %.3f ms p99 %.3f ms "
+           "p99.9 %.3f ms max %.3f ms\n", h.got, n, p50, p99, p999, mx);
+    free(h.samples);
+    redisFree(h.r);
+    redisFree(prod);
+}
+
 static int mode_latency(void) {
     flush_if_redis();
     long n = (long)(opt_rate * opt_seconds);
+    int64_t period = (int64_t)(1e9 / opt_rate);
+    if (!strncmp(opt_url, "redis://", 8)) ref_handoff_latency(n, period);
     lat_cap = n;
     lat_samples = calloc((size_t)n, sizeof *lat_samples);
     runq_client *c = open_client();
@@ -451,7 +530,6 @@ static int mode_latency(void) {
     atomic_store(&lat_count, 0);
     atomic_store(&handled, 0);
 
-    int64_t period = (int64_t)(1e9 / opt_rate);
     int64_t t0 = mono_ns();
     int64_t enq_max = 0, enq_sum = 0;
     for (long i = 0; i < n; i++) {
@@ -470,21 +548,11 @@ static int mode_latency(void) {
     while (atomic_load(&handled) < n && secs_since(tw) < 10) sleep_ns(1000000);
     long got = atomic_load(&lat_count);
     if (got > n) got = n;
-    qsort(lat_samples, (size_t)got, sizeof *lat_samples, cmp_i64);
-    double p50 = 0, p99 = 0, p999 = 0, mx = 0;
-    if (got > 0) {
-        p50 = lat_samples[(long)(got * 0.50)] / 1e6;
-        p99 = lat_samples[(long)(got * 0.99)] / 1e6;
-        p999 = lat_samples[(long)(got * 0.999)] / 1e6;
-        mx = lat_samples[got - 1] / 1e6;
-    }
+    double p50, p99, p999, mx;
+    report_latency("latency", lat_samples, got, &p50, &p99, &p999, &mx);
     printf("latency at %.0f jobs/s offered (%ld/%ld handled): p50 %.3f ms p99 %.3f ms "
            "p99.9 %.3f ms max %.3f ms; enqueue call mean %.3f ms max %.3f ms\n",
            offered, got, n, p50, p99, p999, mx, enq_sum / 1e6 / (double)n, enq_max / 1e6);
-    result("latency_p50", p50, "ms");
-    result("latency_p99", p99, "ms");
-    result("latency_p999", p999, "ms");
-    result("latency_max", mx, "ms");
     result("latency_enqueue_call_mean", enq_sum / 1e6 / (double)n, "ms");
     workers_free(&ws);
     runq_client_close(c);
