@@ -71,9 +71,12 @@ typedef struct rq_backend_ops {
                 int64_t retry_delay_ms, bool *dead);
     /* Return a leased, not started job to pending, uncounting the attempt. */
     int (*release)(runq_backend *b, const runq_job *job);
-    /* Extend leases to now + lease_ms; results[i] = 0 or RUNQ_ESTALE. */
+    /* Extend leases to now + lease_ms; results[i] = 0 or RUNQ_ESTALE.
+     * whole_calls: the caller holds, in jobs, every unsettled job of each
+     * fetch that leased any of them (the keeper's case), so a backend may
+     * extend a fetch's jobs together; false: only these jobs' leases move. */
     int (*extend)(runq_backend *b, runq_job *const *jobs, int *results, size_t n,
-                  int64_t lease_ms);
+                  int64_t lease_ms, bool whole_calls);
     /* Make every fetch blocked in this backend return now (used by stop). */
     void (*interrupt)(runq_backend *b);
 

@@ -76,6 +76,7 @@ runq_job *rq_job_clone(const runq_job *src) {
     job->leased_ms = src->leased_ms;
     job->lease_token = src->lease_token;
     job->lease_until_ms = src->lease_until_ms;
+    job->lease_own = src->lease_own;
     job->version = src->version;
     for (size_t i = 0; i < src->nmeta; i++)
         if (rq_job_meta_put(job, src->meta_keys[i], src->meta_values[i])) {

@@ -58,6 +58,9 @@ struct runq_job {
      * fail, extend or release the job. */
     uint64_t lease_token;
     int64_t lease_until_ms;
+    /* Redis: an extend of this job alone gave its lease an active entry of
+     * its own, so it no longer moves with its fetch's group (extend.lua). */
+    bool lease_own;
 
     /* Engine-side bookkeeping for a fetched job (not stored by backends). */
     struct runq_worker *worker;  /* NULL for snapshots */

@@ -681,7 +681,10 @@ static void keeper_main(void *arg) {
         uv_cond_timedwait(&w->keeper_wake, &w->lock, period_ns);
         if (w->keeper_exit || (w->held.count + w->ready.count + w->acks.count) == 0) continue;
         /* The lists cannot change while we hold the lock, so the pointers
-         * stay valid for the call; one extend covers every held job. */
+         * stay valid for the call; one extend covers every held job. Every
+         * unsettled job of a fetch is in one of the three lists (a pull
+         * caller's runq_job_free releases an unsettled one), so the backend
+         * may extend them by fetch call. */
         size_t n = (size_t)(w->held.count + w->ready.count + w->acks.count), k = 0;
         runq_job **jobs = rq_calloc(n, sizeof *jobs);
         int *results = rq_calloc(n, sizeof *results);
@@ -689,7 +692,7 @@ static void keeper_main(void *arg) {
             for (runq_job *j = w->held.head; j; j = j->next) if (!j->settled) jobs[k++] = j;
             for (runq_job *j = w->ready.head; j; j = j->next) jobs[k++] = j;
             for (runq_job *j = w->acks.head; j; j = j->next) jobs[k++] = j;
-            if (k && w->backend->ops->extend(w->backend, jobs, results, k, w->lease_ms) == 0)
+            if (k && w->backend->ops->extend(w->backend, jobs, results, k, w->lease_ms, true) == 0)
                 for (size_t i = 0; i < k; i++)
                     if (results[i] == RUNQ_ESTALE) atomic_store(&jobs[i]->cancel, true);
         }

@@ -32,7 +32,7 @@ static runq_job *t_pick(runq_job **jobs, size_t n, const char *id) {
 
 static void t_extend(runq_client *c, runq_job *job, int64_t lease_ms) {
     int result = -1;
-    ASSERT_OK(c->backend->ops->extend(c->backend, &job, &result, 1, lease_ms));
+    ASSERT_OK(c->backend->ops->extend(c->backend, &job, &result, 1, lease_ms, false));
     ASSERT_EQ(result, 0);
 }
 

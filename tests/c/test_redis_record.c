@@ -204,6 +204,22 @@ static long long t_group_count(redisContext *r, uint64_t token) {
     return n;
 }
 
+/* Enqueue k jobs to queue "grp" (ids into id) and lease them with one
+ * fetch call of lease_ms; returns the k jobs (the caller frees them). */
+static runq_job **t_fetch_grp(runq_client *c, char (*id)[RUNQ_ID_SIZE], size_t k,
+                              int64_t lease_ms) {
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "grp";
+    for (size_t i = 0; i < k; i++) t_enqueue(c, id[i], "t", (int)i, &o);
+    const char *qs[1] = {"grp"};
+    rq_fetch_request req = {qs, 1, NULL, lease_ms, k, 5000};
+    runq_job **j = NULL;
+    size_t n = 0;
+    ASSERT_OK(c->backend->ops->fetch(c->backend, &req, &j, &n));
+    ASSERT_EQ(n, k);
+    return j;
+}
+
 /* A fetch call's leases share one entry in active ("@token") and one group
  * in lgroups (the ids, and how many are still leased under it); an extend
  * gives a job an entry of its own; the group goes with its last job, and
@@ -212,16 +228,9 @@ TEST(one_active_entry_per_fetch_call_until_its_last_job_settles) {
     runq_client *c = t_client();
     runq_backend *b = c->backend;
     redisContext *r = t_redis_connect(t_redis_port());
-    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
-    o.queue = "grp";
     char id[3][RUNQ_ID_SIZE];
-    for (int i = 0; i < 3; i++) t_enqueue(c, id[i], "t", i, &o);
-    const char *qs[1] = {"grp"};
-    rq_fetch_request req = {qs, 1, NULL, 30000, 3, 5000};
-    runq_job **j = NULL;
-    size_t n = 0;
-    ASSERT_OK(b->ops->fetch(b, &req, &j, &n));
-    ASSERT_EQ(n, 3);
+    size_t n = 3;
+    runq_job **j = t_fetch_grp(c, id, n, 30000);
     uint64_t token = j[0]->lease_token;
     ASSERT_EQ(j[1]->lease_token, token);
     ASSERT_EQ(t_cmd_int(r, "ZCARD {runq:grp}:active"), 2); /* the pad and the group */
@@ -240,7 +249,7 @@ TEST(one_active_entry_per_fetch_call_until_its_last_job_settles) {
     ASSERT_OK(b->ops->ack(b, j[0], NULL, 0, 60000));
     ASSERT_EQ(t_group_count(r, token), 2);
     int result = -1;
-    ASSERT_OK(b->ops->extend(b, &j[1], &result, 1, 60000));
+    ASSERT_OK(b->ops->extend(b, &j[1], &result, 1, 60000, false));
     ASSERT_EQ(result, 0);
     ASSERT_EQ(t_group_count(r, token), 1);
     e = t_cmd(r, "ZSCORE {runq:grp}:active %s", id[1]);
@@ -265,6 +274,74 @@ TEST(one_active_entry_per_fetch_call_until_its_last_job_settles) {
     ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:grp}:active {runq:grp}:lease {runq:grp}:lgroups"), 0);
     for (size_t i = 0; i < n; i++) runq_job_free(j[i]);
     rq_free(j);
+    redisFree(r);
+    runq_client_close(c);
+}
+
+/* The keeper holds every unsettled job of a fetch, so its extend moves the
+ * fetch's group entry and gives no job an entry of its own; a job extended
+ * alone before keeps its own. Once the group was recovered by another
+ * fetch, the old holder's extend finds every job of it stale. */
+TEST(the_keepers_extend_moves_the_group_entry_and_finds_a_recovered_group_stale) {
+    runq_client *c = t_client();
+    char id[3][RUNQ_ID_SIZE];
+    size_t n = 3;
+    runq_job **j = t_fetch_grp(c, id, n, 30000);
+    runq_backend *b = c->backend;
+    uint64_t token = j[0]->lease_token;
+    int results[3] = {-1, -1, -1};
+    redisContext *r = t_redis_connect(t_redis_port());
+    ASSERT_OK(b->ops->extend(b, &j[2], results, 1, 30000, false)); /* its own entry */
+    ASSERT_EQ(results[0], 0);
+    int64_t before = j[0]->lease_until_ms;
+    results[0] = -1;
+    ASSERT_OK(b->ops->extend(b, j, results, 3, 90000, true));
+    for (int i = 0; i < 3; i++) ASSERT_EQ(results[i], 0);
+    ASSERT(j[0]->lease_until_ms > before);
+    ASSERT_EQ(j[1]->lease_until_ms, j[0]->lease_until_ms);
+    ASSERT_EQ(t_cmd_int(r, "ZCARD {runq:grp}:active"), 3); /* the pad, the group, id[2]'s own */
+    redisReply *e = t_cmd(r, "ZSCORE {runq:grp}:active @%llu", (unsigned long long)token);
+    ASSERT_EQ(e->type, REDIS_REPLY_STRING);
+    ASSERT_EQ(atoll(e->str), j[0]->lease_until_ms);
+    freeReplyObject(e);
+    e = t_cmd(r, "ZSCORE {runq:grp}:active %s", id[2]);
+    ASSERT_EQ(e->type, REDIS_REPLY_STRING);
+    ASSERT_EQ(atoll(e->str), j[2]->lease_until_ms);
+    freeReplyObject(e);
+    redisReply *lv = t_cmd(r, "HGET {runq:grp}:lease %s", id[0]);
+    char plain[64];
+    snprintf(plain, sizeof plain, "%llu|1", (unsigned long long)token);
+    ASSERT_STR(lv->str, plain); /* no mark: it still expires with its group */
+    freeReplyObject(lv);
+    ASSERT_EQ(t_group_count(r, token), 2);
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_OK(b->ops->ack(b, j[i], NULL, 0, 60000));
+        runq_job_free(j[i]);
+    }
+    rq_free(j);
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:grp}:active {runq:grp}:lease {runq:grp}:lgroups"), 0);
+
+    /* A group that lapsed and was recovered: its jobs are another's now. */
+    n = 2;
+    j = t_fetch_grp(c, id, n, 200);
+    t_sleep_ms(400);
+    const char *qs[1] = {"grp"};
+    rq_fetch_request req = {qs, 1, NULL, 30000, 2, 5000};
+    runq_job **again = NULL;
+    size_t m = 0;
+    ASSERT_OK(b->ops->fetch(b, &req, &again, &m));
+    ASSERT_EQ(m, 2);
+    results[0] = results[1] = -1;
+    ASSERT_OK(b->ops->extend(b, j, results, 2, 30000, true));
+    ASSERT_EQ(results[0], RUNQ_ESTALE);
+    ASSERT_EQ(results[1], RUNQ_ESTALE);
+    ASSERT_OK(b->ops->extend(b, again, results, 2, 30000, true)); /* the new holder's */
+    ASSERT_EQ(results[0], 0);
+    ASSERT_EQ(results[1], 0);
+    for (size_t i = 0; i < n; i++) runq_job_free(j[i]);
+    for (size_t i = 0; i < m; i++) runq_job_free(again[i]);
+    rq_free(j);
+    rq_free(again);
     redisFree(r);
     runq_client_close(c);
 }

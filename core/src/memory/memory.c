@@ -711,8 +711,10 @@ static int mem_release(runq_backend *b, const runq_job *job) {
     return rc;
 }
 
+/* Leases are per job here, so whole_calls changes nothing. */
 static int mem_extend(runq_backend *b, runq_job *const *jobs, int *results, size_t n,
-                      int64_t lease_ms) {
+                      int64_t lease_ms, bool whole_calls) {
+    (void)whole_calls;
     mstore *s = STORE(b);
     mqueue *q;
     uv_mutex_lock(&s->lock);

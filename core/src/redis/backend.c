@@ -857,37 +857,86 @@ static int redis_release(runq_backend *b, const runq_job *job) {
     return rc;
 }
 
+/* The job a call extends: its first job, and whether the call covers the
+ * job's whole fetch group (extend.lua without an id). */
+typedef struct extend_target {
+    const runq_job *job;
+    bool group;
+    int rc;        /* the call's outcome */
+    int64_t until; /* the new expiry (0: none given) */
+} extend_target;
+
+/* Which call extends jobs[i]: with whole_calls, a job without an active
+ * entry of its own goes with the first job of its fetch (same queue, same
+ * token), one call per group; every other job has a call of its own. Fills
+ * call_of[0..n) and targets, returns how many calls. */
+static size_t extend_plan(runq_job *const *jobs, size_t n, bool whole_calls, size_t *call_of,
+                          extend_target *targets) {
+    size_t ncalls = 0;
+    for (size_t i = 0; i < n; i++) {
+        const runq_job *j = jobs[i];
+        bool group = whole_calls && !j->lease_own;
+        size_t k = ncalls;
+        /* A keeper holds a few fetch groups: a linear search is enough. */
+        if (group)
+            for (k = 0; k < ncalls; k++)
+                if (targets[k].group && targets[k].job->lease_token == j->lease_token &&
+                    strcmp(targets[k].job->queue, j->queue) == 0)
+                    break;
+        if (k == ncalls) targets[ncalls++] = (extend_target){j, group, 0, 0};
+        call_of[i] = k;
+    }
+    return ncalls;
+}
+
 static int redis_extend(runq_backend *b, runq_job *const *jobs, int *results, size_t n,
-                        int64_t lease_ms) {
+                        int64_t lease_ms, bool whole_calls) {
     rq_redis *rb = RB(b);
     if (n == 0) return 0;
+    size_t *call_of = rq_calloc(n, sizeof *call_of);
+    extend_target *targets = rq_calloc(n, sizeof *targets);
     rq_call *calls = rq_calloc(n, sizeof *calls);
-    if (!calls) return rq_error(RUNQ_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        rq_call_init(&calls[i], rb->script[S_EXTEND]);
-        CALL_QKEYS(&calls[i], jobs[i]->queue, "lease", "active", "lgroups");
-        rq_call_str(&calls[i], jobs[i]->id);
-        rq_call_u64(&calls[i], jobs[i]->lease_token);
-        rq_call_i64(&calls[i], lease_ms);
+    int rc = 0;
+    if (!call_of || !targets || !calls) {
+        rc = rq_error(RUNQ_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t ncalls = extend_plan(jobs, n, whole_calls, call_of, targets);
+    for (size_t k = 0; k < ncalls; k++) {
+        const runq_job *j = targets[k].job;
+        rq_call_init(&calls[k], rb->script[S_EXTEND]);
+        CALL_QKEYS(&calls[k], j->queue, "lease", "active", "lgroups");
+        rq_call_str(&calls[k], targets[k].group ? "" : j->id);
+        rq_call_u64(&calls[k], j->lease_token);
+        rq_call_i64(&calls[k], lease_ms);
     }
     /* All leases of a worker go out in one pipeline. */
-    int rc = rq_calls_run(rb->conn, calls, n, 0, rb->timeout_ms, 0, 0, NULL);
-    if (rc) rc = io_rc(rc, "extend");
-    for (size_t i = 0; i < n; i++) {
+    rc = io_rc(rq_calls_run(rb->conn, calls, ncalls, 0, rb->timeout_ms, 0, 0, NULL), "extend");
+    for (size_t k = 0; k < ncalls; k++) {
+        extend_target *t = &targets[k];
         long long code = 0;
-        int64_t until = 0;
-        if (rc) results[i] = rc;
-        else if ((results[i] = call_rc(&calls[i], "extend")) != 0) {
-        } else if (!rq_reply_int(rq_reply_at(calls[i].reply, 0), &code)) {
-            results[i] = rq_error(RUNQ_EPROTO, "redis extend: bad reply");
+        if ((t->rc = rc) != 0) {
+        } else if ((t->rc = call_rc(&calls[k], "extend")) != 0) {
+        } else if (!rq_reply_int(rq_reply_at(calls[k].reply, 0), &code)) {
+            t->rc = rq_error(RUNQ_EPROTO, "redis extend: bad reply");
         } else if (code == RUNQ_ESTALE) {
-            results[i] = stale(jobs[i]);
+            t->rc = stale(t->job);
         } else {
-            results[i] = 0;
-            if (reply_i64(rq_reply_at(calls[i].reply, 1), &until)) jobs[i]->lease_until_ms = until;
+            reply_i64(rq_reply_at(calls[k].reply, 1), &t->until);
         }
-        rq_call_clear(&calls[i]);
+        rq_call_clear(&calls[k]);
     }
+    for (size_t i = 0; i < n; i++) {
+        const extend_target *t = &targets[call_of[i]];
+        results[i] = t->rc;
+        if (t->rc) continue;
+        if (t->until) jobs[i]->lease_until_ms = t->until;
+        /* One job's extend gave it an active entry of its own. */
+        if (!t->group) jobs[i]->lease_own = true;
+    }
+out:
+    rq_free(call_of);
+    rq_free(targets);
     rq_free(calls);
     return rc;
 }

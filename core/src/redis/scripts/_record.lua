@@ -73,9 +73,10 @@ end
 -- token: the ids back to back, 26 characters each; field "#token": how many
 -- of them are still leased under the group's expiry). A per-job ZADD and
 -- ZREM of active were a sixth of what fetch and ack cost per job; a group
--- costs one of each per fetch call. extend gives a job its own entry (member:
--- its id) and takes it out of its group's count, so every other job of the
--- group still expires with the group.
+-- costs one of each per fetch call. extend of one job gives it its own entry
+-- (member: its id) and takes it out of its group's count, so every other job
+-- of the group still expires with the group; extend of a group (the keeper,
+-- which holds all of a call's unsettled jobs) moves the group's entry.
 --
 -- Redis keeps a small zset or hash as a listpack, which every lookup and
 -- insert scans whole, and a busy queue holds 50 to 500 leases (and as many
