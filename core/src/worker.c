@@ -682,9 +682,11 @@ static void keeper_main(void *arg) {
         if (w->keeper_exit || (w->held.count + w->ready.count + w->acks.count) == 0) continue;
         /* The lists cannot change while we hold the lock, so the pointers
          * stay valid for the call; one extend covers every held job. Every
-         * unsettled job of a fetch is in one of the three lists (a pull
-         * caller's runq_job_free releases an unsettled one), so the backend
-         * may extend them by fetch call. */
+         * unsettled job of a fetch is in one of the three lists or being
+         * settled (a pull caller's runq_job_free releases an unsettled one),
+         * so the backend may extend them by fetch call. One whose ack or
+         * release failed on I/O is left to its lease; by call, that lease
+         * lasts while the worker holds another job of the same fetch. */
         size_t n = (size_t)(w->held.count + w->ready.count + w->acks.count), k = 0;
         runq_job **jobs = rq_calloc(n, sizeof *jobs);
         int *results = rq_calloc(n, sizeof *results);
