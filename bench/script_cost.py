@@ -1,15 +1,17 @@
 """Server instructions per job of the enqueue, fetch and ack scripts.
 
-    bench/.venv-peers/bin/python bench/script_cost.py [N]
+    bench/.venv-peers/bin/python bench/script_cost.py [N [EB FB AB]]
 
 (any Python with redis-py; valgrind from Debian's packages; about 15 s.)
 
 Starts a private redis-server under valgrind's callgrind on a free port,
 calls the three scripts directly, as the C client lays out their arguments
 (core/src/redis/backend.c), for N plain jobs (default 5000): enqueue in
-batches of 100, fetch in batches of 200, ack in batches of 64 keeping
-nothing, then again keeping every result for an hour. Prints the server's
-instructions per job for each phase. Instruction counts do not depend on
+batches of EB (100), fetch in batches of FB (200), ack in batches of AB
+(64) keeping nothing, then again keeping every result for an hour. Prints
+the server's instructions per job for each phase. With batches of 1 (N 500
+1 1 1) that is each script call's cost on the light-load path, where every
+call carries one job. Instruction counts do not depend on
 what else the machine is doing, so two builds of the scripts can be
 compared on a noisy host where timings cannot; they are no timings (the
 CPU per job in bench/README.md is measured by runq_bench servercpu).
@@ -96,6 +98,7 @@ class Server:
 
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    eb, fb, ab = (int(v) for v in sys.argv[2:5]) if len(sys.argv) > 4 else (100, 200, 64)
     srv = Server()
     r = srv.r
     sha = {name: r.script_load(script(name)) for name in ("enqueue", "fetch", "ack")}
@@ -110,8 +113,8 @@ def main() -> int:
     tail = b"|0|0|0|%d|%d|0|0|0|" % (len(TASK), len(ARGS)) + TASK + ARGS
 
     def enqueue() -> None:
-        for b in range(0, n, 100):
-            k = min(100, n - b)
+        for b in range(0, n, eb):
+            k = min(eb, n - b)
             argv: list = [QUEUE, "2|3|0|", "|0|", "0" * k]
             for _ in range(k):
                 argv += [new_id(), tail]
@@ -123,7 +126,7 @@ def main() -> int:
     def fetch() -> None:
         while True:
             token = str(random.getrandbits(63) + 1)
-            res = r.evalsha(sha["fetch"], len(fkeys), *fkeys, PREFIX, "60000", "200", QUEUE, token)
+            res = r.evalsha(sha["fetch"], len(fkeys), *fkeys, PREFIX, "60000", str(fb), QUEUE, token)
             w = (len(res) - 4) // res[2] if res[2] else 3  # 2 without attempt states
             for i in range(res[2]):
                 leased.append((res[4 + w * i], token))
@@ -131,9 +134,9 @@ def main() -> int:
                 return
 
     def ack(keep: bool) -> None:
-        for b in range(0, len(leased), 64):
+        for b in range(0, len(leased), ab):
             argv: list = [PREFIX, "k" if keep else "n"]
-            group = leased[b:b + 64]
+            group = leased[b:b + ab]
             for g, (jid, token) in enumerate(group):
                 if g == 0 or token != group[g - 1][1]:
                     argv += [token, sum(1 for _ in itertools.takewhile(
@@ -147,10 +150,10 @@ def main() -> int:
     rows = []
     for keep in (False, True):
         leased.clear()
-        rows.append(("enqueue (batches of 100)", srv.measure(enqueue)))
-        rows.append(("fetch (batches of 200)", srv.measure(fetch)))
+        rows.append((f"enqueue (batches of {eb})", srv.measure(enqueue)))
+        rows.append((f"fetch (batches of {fb})", srv.measure(fetch)))
         assert len(leased) == n, len(leased)
-        rows.append((f"ack (batches of 64), {'results kept 1 h' if keep else 'nothing kept'}",
+        rows.append((f"ack (batches of {ab}), {'results kept 1 h' if keep else 'nothing kept'}",
                      srv.measure(lambda: ack(keep))))
         assert r.zcard(key("active")) == 0 and r.hlen(key("jobs")) == 0
     srv.stop()
