@@ -12,6 +12,15 @@
 
 typedef struct runq_backend runq_backend;
 
+/* What one fetch leaves for its caller's next fetch of the same queues
+ * (zero-initialised by the caller, then the backend's to read and write). */
+typedef struct rq_fetch_hint {
+    /* The last fetch ran without error and returned fewer jobs than asked
+     * (but some): the queues were drained then. */
+    bool drained;
+    int64_t due_mono_ms; /* and then something falls due (rq_mono_ms), 0: nothing */
+} rq_fetch_hint;
+
 typedef struct rq_fetch_request {
     const char *const *queues;
     size_t nqueues;
@@ -19,6 +28,7 @@ typedef struct rq_fetch_request {
     int64_t lease_ms;
     size_t max;                  /* up to this many jobs */
     int timeout_ms;              /* block this long when none is due; -1: forever */
+    rq_fetch_hint *hint;         /* NULL: none (a backend may ignore it) */
 } rq_fetch_request;
 
 /* The order a fetch visits req->queues in, as indexes into it: as given

@@ -229,10 +229,12 @@ static size_t jobs_unwrap(runq_worker *w, runq_job **jobs, size_t n) {
     return k;
 }
 
-/* Fetch up to `max` jobs, blocking up to timeout_ms. */
-static int worker_fetch(runq_worker *w, size_t max, int timeout_ms, runq_job ***jobs, size_t *n) {
+/* Fetch up to `max` jobs, blocking up to timeout_ms; hint: the fetcher's,
+ * carried from its last fetch (NULL elsewhere). */
+static int worker_fetch(runq_worker *w, size_t max, int timeout_ms, rq_fetch_hint *hint,
+                        runq_job ***jobs, size_t *n) {
     rq_fetch_request req = {(const char *const *)w->queues, w->nqueues, w->weights, w->lease_ms,
-                            max, timeout_ms};
+                            max, timeout_ms, hint};
     int rc = w->backend->ops->fetch(w->backend, &req, jobs, n);
     if (rc == 0) *n = jobs_unwrap(w, *jobs, *n);
     for (size_t i = 0; rc == 0 && i < *n; i++) (*jobs)[i]->worker = w;
@@ -301,6 +303,7 @@ static bool below_low_water(const runq_worker *w) {
 
 static void fetcher_main(void *arg) {
     runq_worker *w = arg;
+    rq_fetch_hint hint = {false, 0}; /* this thread's fetches only */
     uv_mutex_lock(&w->lock);
     while (!w->stopping) {
         rq_pool_reap(&w->pool);
@@ -320,7 +323,7 @@ static void fetcher_main(void *arg) {
         size_t n = 0;
         /* Blocks in the backend until work is due; stop interrupts it. The
          * bound only limits how long a lost wake-up could cost. */
-        int rc = worker_fetch(w, (size_t)free_slots, 5000, &jobs, &n);
+        int rc = worker_fetch(w, (size_t)free_slots, 5000, &hint, &jobs, &n);
         if (rc && rc != RUNQ_ETIMEOUT && w->mode == RUNQ_WORKER_PULL) {
             /* A pull caller sees the error, as when it fetched itself. */
             uv_mutex_lock(&w->lock);
@@ -827,7 +830,7 @@ int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
          * leases kept alive by the keeper, and go back to pending on stop. */
         runq_job **jobs = NULL;
         size_t n = 0;
-        rc = worker_fetch(w, (size_t)(room > 0 ? room : 1), timeout_ms, &jobs, &n);
+        rc = worker_fetch(w, (size_t)(room > 0 ? room : 1), timeout_ms, NULL, &jobs, &n);
         uv_mutex_lock(&w->lock);
         for (size_t i = 0; i < n; i++) {
             if (!job) job = jobs[i];

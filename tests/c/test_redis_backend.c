@@ -4,6 +4,8 @@
 #include "redis_support.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 TEST(keys_of_a_queue_share_one_hash_tag) {
     runq_client *c = t_client();
@@ -336,6 +338,71 @@ TEST(job_wait_blocks_on_a_finish_notice) {
     ASSERT_LE(ttl, 60000);
     redisFree(r);
     runq_worker_free(w);
+    runq_client_close(c);
+}
+
+/* A number in INFO <section>: the value after `prefix` (as "calls=" in
+ * "cmdstat_evalsha:calls=3,..."), or 0 when the line is not there. */
+static long long t_info_num(redisContext *r, const char *section, const char *line,
+                            const char *prefix) {
+    redisReply *rep = t_cmd(r, "INFO %s", section);
+    long long v = 0;
+    const char *p = strstr(rep->str, line);
+    if (p) p = strstr(p, prefix);
+    if (p) v = atoll(p + strlen(prefix));
+    freeReplyObject(rep);
+    return v;
+}
+
+static int noop(runq_job *job, void *ud) {
+    (void)job;
+    (void)ud;
+    return 0;
+}
+
+static int64_t t_processed(runq_worker *w) {
+    runq_worker_stats st;
+    runq_worker_stats_get(&st, w);
+    return st.processed;
+}
+
+/* A worker woken for one job at a time asks once per job: the fetch sent
+ * behind its BZPOPMIN takes the job, and since that fetch came back short
+ * (the queue drained) the worker waits again at once, without another fetch
+ * that could only find nothing. So the scripts per job are one enqueue, one
+ * fetch per wait and one ack. */
+TEST(a_worker_fed_one_job_at_a_time_sends_one_fetch_per_wait) {
+    runq_client *c = t_client();
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = noop;
+    ASSERT_OK(runq_task_register(NULL, c, "one", &to));
+    redisContext *r = t_redis_connect(t_redis_port());
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.concurrency = 4; /* each fetch asks for more than the one job there is */
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    ASSERT_OK(runq_worker_start(w));
+    WAIT_UNTIL(t_info_num(r, "clients", "blocked_clients", "blocked_clients:") == 1);
+    t_cmd_int(r, "CONFIG RESETSTAT");
+    enum { N = 10 };
+    for (int i = 0; i < N; i++) {
+        t_enqueue(c, NULL, "one", i, NULL);
+        WAIT_UNTIL(t_processed(w) == i + 1);
+        /* Acked (the last lease takes the key with it), and waiting again. */
+        WAIT_UNTIL(t_cmd_int(r, "EXISTS {runq:default}:lease") == 0);
+        WAIT_UNTIL(t_info_num(r, "clients", "blocked_clients", "blocked_clients:") == 1);
+    }
+    long long scripts = t_info_num(r, "commandstats", "cmdstat_evalsha:", "calls=");
+    long long waits = t_info_num(r, "commandstats", "cmdstat_bzpopmin:", "calls=");
+    ASSERT_GE(waits, N);
+    /* Enqueues, acks, one fetch behind each wait; the first enqueue and ack
+     * are sent again by text (EVAL) after the server answered NOSCRIPT. */
+    long long noscript = t_info_num(r, "commandstats", "cmdstat_evalsha:", "failed_calls=");
+    long long by_text = t_info_num(r, "commandstats", "cmdstat_eval:", "calls=");
+    ASSERT_EQ(scripts - noscript + by_text, N + N + waits);
+    ASSERT_OK(runq_worker_stop(w, 5000));
+    runq_worker_free(w);
+    redisFree(r);
     runq_client_close(c);
 }
 

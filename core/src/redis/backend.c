@@ -626,6 +626,19 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
     int rc = 0;
     int64_t next_due = 0, server_now = 0;
     bool fetched = false; /* the wait's own fetch ran: next_due and server_now are its */
+    rq_fetch_hint *hint = req->hint;
+    if (hint && hint->drained) {
+        /* The caller's last fetch drained these queues. Since then every
+         * change that makes a job leasable pushed a marker (enqueue,
+         * release, a freed slot, a resume: the scripts' wake-ups) or falls
+         * due by the time that fetch gave, so wait at once: asking first
+         * would cost a round trip and a script call that find nothing, per
+         * job of a lightly loaded queue. Its due time is in local time. */
+        fetched = true;
+        server_now = rq_mono_ms();
+        next_due = hint->due_mono_ms;
+    }
+    if (hint) hint->drained = false;
     for (;;) {
         if (!fetched) {
             next_due = server_now = 0;
@@ -669,6 +682,11 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
             rc = io_rc(rc == RUNQ_ETIMEOUT ? RUNQ_EIO : rc, "fetch wait");
             break;
         }
+    }
+    /* rc is still the first error of any queue's fetch here. */
+    if (hint && rc == 0 && *n > 0 && *n < req->max) {
+        hint->drained = true;
+        hint->due_mono_ms = next_due > 0 ? rq_mono_ms() + (next_due - server_now) : 0;
     }
     if (*n) {
         rc = 0;
