@@ -478,12 +478,12 @@ static void *handoff_consumer(void *arg) {
 }
 
 /* What this Redis and this machine give the same offered load without
- * runq: one thread LPUSHes its send time, another BRPOPs it. Two hops and
- * two wake-ups, as enqueue -> handler start has. */
+ * runq: one thread LPUSHes its send time, another BRPOPs it. The same two
+ * hops (producer -> Redis -> consumer) as enqueue -> handler start, with
+ * one thread to wake where runq's path wakes several. */
 static void ref_handoff_latency(long n, int64_t period) {
     handoff h = {.r = redis_side(), .samples = calloc((size_t)n, sizeof(int64_t)), .n = n};
-    redisContext *prod = redis_side();
-    redis_cmd(prod, "DEL runq_bench:handoff");
+    redisContext *prod = redis_side(); /* the key is gone: flush_if_redis ran */
     pthread_t th;
     pthread_create(&th, NULL, handoff_consumer, &h);
     sleep_ns(100000000);

@@ -625,7 +625,9 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
     int64_t until = req->timeout_ms < 0 ? INT64_MAX : rq_mono_ms() + req->timeout_ms;
     int rc = 0;
     int64_t next_due = 0, server_now = 0;
-    bool fetched = false; /* the wait's own fetch ran: next_due and server_now are its */
+    /* No fetch needed before the wait: the wait's own fetch ran, or the hint
+     * says the queues were drained; next_due and server_now are theirs. */
+    bool fetched = false;
     rq_fetch_hint *hint = req->hint;
     if (hint && hint->drained) {
         /* The caller's last fetch drained these queues. Since then every

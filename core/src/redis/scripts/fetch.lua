@@ -144,7 +144,7 @@ for _, m in ipairs(expired) do
     end
   end
 end
-if looked > 0 then lease_pad_check(K.active, K.lease, K.groups) end
+if a_dirty then lease_pad_check(K.active, K.lease, K.groups) end
 
 -- 2b. Rate keys whose time has come: promote each one's head job into
 -- pending, where it competes by priority; forget keys that waited out their
