@@ -110,10 +110,9 @@ static void *fetch_thread(void *p) {
     return NULL;
 }
 
-TEST(idle_fetch_wakes_on_enqueue_and_on_due_job) {
-    runq_client *c = t_client();
-    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
-    /* New job: the blocked fetch must wake long before its 20 s limit. */
+/* A job enqueued while w's fetch blocks wakes it long before its 20 s
+ * limit, and is the job it gets. */
+static void enqueue_wakes_a_blocked_fetch(runq_client *c, runq_worker *w) {
     fetch_arg a = {w, 0, 0, NULL};
     pthread_t th;
     pthread_create(&th, NULL, fetch_thread, &a);
@@ -126,8 +125,16 @@ TEST(idle_fetch_wakes_on_enqueue_and_on_due_job) {
     ASSERT_LT(a.took_ms, 10000);
     ASSERT_OK(runq_job_ack(a.job, NULL, 0));
     runq_job_free(a.job);
+}
+
+TEST(idle_fetch_wakes_on_enqueue_and_on_due_job) {
+    runq_client *c = t_client();
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    enqueue_wakes_a_blocked_fetch(c, w);
 
     /* A delayed job enqueued while a fetch already blocks. */
+    pthread_t th;
+    char id[RUNQ_ID_SIZE];
     fetch_arg b = {w, 0, 0, NULL};
     pthread_create(&th, NULL, fetch_thread, &b);
     t_sleep_ms(200);
@@ -175,8 +182,9 @@ TEST(blocked_fetch_woken_after_script_flush_still_leases) {
     runq_client_close(c);
 }
 
-TEST(stop_interrupts_a_blocked_fetch) {
-    runq_client *c = t_client();
+/* A pull worker of c blocked in its fetch wait, stopped: the fetch ends
+ * long before its 20 s wait would. */
+static void stop_a_blocked_fetch(runq_client *c) {
     runq_worker *w = t_pull_worker(c, "default", 30000, 1);
     fetch_arg a = {w, 0, 0, NULL};
     pthread_t th;
@@ -188,7 +196,31 @@ TEST(stop_interrupts_a_blocked_fetch) {
     ASSERT_LT(t_now_ms() - t0, 5000);
     ASSERT(a.rc == RUNQ_ECLOSED || a.rc == RUNQ_ETIMEOUT);
     runq_worker_free(w);
+}
+
+TEST(stop_interrupts_a_blocked_fetch) {
+    runq_client *c = t_client();
+    stop_a_blocked_fetch(c);
     runq_client_close(c);
+}
+
+/* An interrupt ends a blocked wait by CLIENT UNBLOCK; a user the server
+ * denies that command still gets its stop, by the socket being shut down,
+ * and the client's next blocking fetch works on a new connection. */
+TEST(stop_interrupts_a_blocked_fetch_where_client_unblock_is_denied) {
+    int port = t_redis_port();
+    redisContext *r = t_redis_connect(port);
+    freeReplyObject(t_cmd(r, "ACL SETUSER bob on >builder ~* &* +@all -client|unblock"));
+    char url[256];
+    snprintf(url, sizeof url, "redis://bob:builder@127.0.0.1:%d/0", port);
+    runq_client *c = t_client_at(url);
+    stop_a_blocked_fetch(c);
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    enqueue_wakes_a_blocked_fetch(c, w);
+    runq_worker_free(w);
+    runq_client_close(c);
+    freeReplyObject(t_cmd(r, "ACL DELUSER bob"));
+    redisFree(r);
 }
 
 TEST(auth_and_select_db) {

@@ -1,104 +1,27 @@
-/* The I/O thread: a libuv loop owning every hiredis async context of one
- * backend. See conn.h for the model. Everything below marked "I/O thread"
- * runs only there and needs no lock; the inbox, the interrupt generation
- * and each request's completion fields are guarded by conn->mu.
+/* The I/O thread: a libuv loop owning the hiredis async context of one
+ * backend's shared pipeline. See conn.h for the model; blocking requests
+ * run on their callers' threads instead (blocking.c), and only their
+ * interrupts pass through here. Everything below marked "I/O thread" runs
+ * only there and needs no lock; the inbox, the interrupt generation and
+ * each request's completion fields are guarded by conn->mu.
  *
  * Each request has its own condition variable, signalled by the I/O thread
  * when that request completes: with one shared condition, every reply woke
  * every waiting caller (16 handler threads waiting for their acks each woke
  * on each reply only to sleep again), which made the futex wake-ups, not
  * Redis, the bound on throughput. */
-#include "redis/conn.h"
+#include "redis/conn_int.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
-#include <uv.h>
-
 #include "redis/uvev.h"
 
-#define TICK_MS 50            /* connect timeouts, retries, expired requests */
-#define BACKOFF_MIN_MS 25
-#define BACKOFF_MAX_MS 1000
-#define MAX_BLOCKING_CONNS 64 /* bound on simultaneous blocking requests */
-#define UNBLOCK_WAIT_MS 1000  /* a CLIENT UNBLOCK without effect by then: close instead */
-
-typedef struct rq_cmd {
-    char *buf; /* the command in the Redis protocol, sent as it is */
-    size_t len;
-} rq_cmd;
-
-struct rq_req {
-    rq_req *next;
-    rq_cmd *cmds;
-    size_t ncmd, cap;
-    int flags;
-    unsigned gen;
-    bool gen_set;
-    /* Filled on the I/O thread before `done`. */
-    rq_reply **replies;
-    size_t nreplied;
-    bool lost;   /* a reply never came: the connection went away */
-    bool oom;
-    /* Guarded by conn->mu. */
-    pthread_cond_t cv; /* the caller waits here; signalled once, on `done` */
-    int status;
-    char msg[256];
-    bool done;
-    bool abandoned; /* the caller stopped waiting */
-    int refs;
-    int64_t deadline; /* monotonic ms; 0: none */
-};
-
-enum { CS_DOWN, CS_CONNECTING, CS_READY, CS_DEAD };
-
-typedef struct rq_bconn {
-    struct rq_bconn *next;
-    rq_conn *conn;
-    redisAsyncContext *ac; /* NULL once hiredis has freed it */
-    int state;
-    int64_t connect_deadline;
-    rq_req *req; /* in flight, or NULL when idle */
-    long long client_id;  /* its CLIENT ID, 0 until known */
-    int64_t unblock_sent; /* mono ms a CLIENT UNBLOCK went out for req, 0: none */
-} rq_bconn;
-
-struct rq_conn {
-    char *host, *path, *user, *password;
-    int port, db, connect_timeout_ms;
-
-    pthread_mutex_t mu;
-    rq_req *inbox_head, *inbox_tail;
-    bool stopping;
-    unsigned gen;
-    char last_err[200];
-
-    uv_thread_t thread;
-    uv_loop_t loop;
-    uv_async_t wake;
-    uv_timer_t tick;
-
-    /* I/O thread only. */
-    redisAsyncContext *ac;
-    int state;
-    int64_t connect_deadline;
-    int64_t next_attempt; /* for main and pool connections alike */
-    int backoff_ms;
-    rq_req *wait_head, *wait_tail;   /* main requests not yet sent */
-    rq_req *bwait_head, *bwait_tail; /* blocking requests without a connection */
-    rq_bconn *bconns;
-    bool closing;
-    bool no_unblock; /* CLIENT UNBLOCK was refused (ACL): interrupts close */
-    /* dispatch is queueing commands: the contexts' event interest waits,
-     * and they write at the end of it (uvev.h). */
-    bool queuing;
-};
+#define TICK_MS 50           /* connect timeouts, retries, expired requests */
+#define UNBLOCK_WAIT_MS 1000 /* a CLIENT UNBLOCK without effect by then: shut down instead */
 
 /* ---- requests ------------------------------------------------------ */
 
@@ -270,10 +193,10 @@ static int64_t mono_ms(void) {
 static bool trace_flag;
 static uv_once_t trace_once = UV_ONCE_INIT;
 static void trace_init(void) { trace_flag = getenv("RUNQ_REDIS_TRACE") != NULL; }
-static bool trace_on(void) { return trace_flag; }
+bool rq_conn_trace(void) { return trace_flag; }
 
-static void set_last_err(rq_conn *c, const char *what, const char *detail) {
-    if (trace_on()) fprintf(stderr, "runq redis: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+void rq_conn_set_err(rq_conn *c, const char *what, const char *detail) {
+    if (trace_flag) fprintf(stderr, "runq redis: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
     pthread_mutex_lock(&c->mu);
     snprintf(c->last_err, sizeof c->last_err, "%s%s%s", what, detail ? ": " : "",
              detail ? detail : "");
@@ -306,12 +229,6 @@ static void list_push(rq_req **head, rq_req **tail, rq_req *req) {
     if (*tail) (*tail)->next = req;
     else *head = req;
     *tail = req;
-}
-
-static void list_push_front(rq_req **head, rq_req **tail, rq_req *req) {
-    req->next = *head;
-    *head = req;
-    if (!*tail) *tail = req;
 }
 
 static rq_req *list_pop(rq_req **head, rq_req **tail) {
@@ -364,7 +281,7 @@ static void handshake_cb(redisAsyncContext *ac, void *reply, void *priv) {
     rq_conn *c = priv;
     redisReply *r = reply;
     (void)ac;
-    if (r && r->type == REDIS_REPLY_ERROR) set_last_err(c, "redis rejected the handshake", r->str);
+    if (r && r->type == REDIS_REPLY_ERROR) rq_conn_set_err(c, "redis rejected the handshake", r->str);
 }
 
 /* AUTH and SELECT go first on every new connection; later commands queue
@@ -384,23 +301,23 @@ static void send_handshake(rq_conn *c, redisAsyncContext *ac) {
 
 static void schedule_retry(rq_conn *c) {
     c->next_attempt = mono_ms() + c->backoff_ms;
-    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+    c->backoff_ms = c->backoff_ms * 2 > RQ_BACKOFF_MAX_MS ? RQ_BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
 static redisAsyncContext *start_connect(rq_conn *c) {
     redisAsyncContext *ac = c->path ? redisAsyncConnectUnix(c->path)
                                     : redisAsyncConnect(c->host, c->port);
     if (!ac) {
-        set_last_err(c, "cannot connect to redis", "out of memory");
+        rq_conn_set_err(c, "cannot connect to redis", "out of memory");
         return NULL;
     }
     if (ac->err) {
-        set_last_err(c, "cannot connect to redis", ac->errstr);
+        rq_conn_set_err(c, "cannot connect to redis", ac->errstr);
         redisAsyncFree(ac);
         return NULL;
     }
     if (rq_ev_attach(&c->loop, ac, &c->queuing) != 0) {
-        set_last_err(c, "cannot connect to redis", "event loop attach failed");
+        rq_conn_set_err(c, "cannot connect to redis", "event loop attach failed");
         redisAsyncFree(ac);
         return NULL;
     }
@@ -435,15 +352,15 @@ static void main_on_connect(const redisAsyncContext *cac, int status) {
     rq_conn *c = cac->data;
     if (c->ac != cac) return;
     if (status != REDIS_OK) {
-        set_last_err(c, "cannot connect to redis", cac->errstr);
+        rq_conn_set_err(c, "cannot connect to redis", cac->errstr);
         c->ac = NULL; /* hiredis frees it after this callback */
         c->state = CS_DOWN;
         schedule_retry(c);
         return;
     }
     c->state = CS_READY;
-    c->backoff_ms = BACKOFF_MIN_MS;
-    if (trace_on()) fprintf(stderr, "runq redis: connected\n");
+    c->backoff_ms = RQ_BACKOFF_MIN_MS;
+    if (rq_conn_trace()) fprintf(stderr, "runq redis: connected\n");
     send_handshake(c, c->ac);
     main_flush(c);
 }
@@ -455,7 +372,7 @@ static void main_on_disconnect(const redisAsyncContext *cac, int status) {
     c->ac = NULL;
     c->state = CS_DOWN;
     if (!c->closing) {
-        set_last_err(c, "connection to redis lost", cac->errstr[0] ? cac->errstr : NULL);
+        rq_conn_set_err(c, "connection to redis lost", cac->errstr[0] ? cac->errstr : NULL);
         /* The first attempt after losing an established link is quick. */
         c->next_attempt = mono_ms();
     }
@@ -470,118 +387,10 @@ static void main_connect(rq_conn *c) {
     ac->data = c;
     c->ac = ac;
     c->state = CS_CONNECTING;
-    if (trace_on()) fprintf(stderr, "runq redis: connecting (fd %d)\n", ac->c.fd);
+    if (rq_conn_trace()) fprintf(stderr, "runq redis: connecting (fd %d)\n", ac->c.fd);
     c->connect_deadline = mono_ms() + c->connect_timeout_ms;
     redisAsyncSetConnectCallback(ac, main_on_connect);
     redisAsyncSetDisconnectCallback(ac, main_on_disconnect);
-}
-
-/* ---- the pool of blocking connections ----------------------------- */
-
-static void bconn_assign(rq_bconn *b);
-
-static void bconn_cb(redisAsyncContext *ac, void *reply, void *priv) {
-    rq_bconn *b = priv;
-    rq_conn *c = b->conn;
-    rq_req *req = b->req;
-    (void)ac;
-    if (!req) return; /* detached by an interrupt */
-    if (!reply) {
-        b->req = NULL;
-        if ((req->flags & RQ_REQ_REISSUE) && req->nreplied == 0 && !c->closing) {
-            /* Re-issued on a fresh connection once Redis is back. */
-            list_push_front(&c->bwait_head, &c->bwait_tail, req);
-            return;
-        }
-        req->lost = true;
-        req_finish(c, req);
-        return;
-    }
-    if (req_take_reply(req, reply)) {
-        b->req = NULL;
-        req_finish(c, req);
-        bconn_assign(b);
-    }
-}
-
-/* The connection's CLIENT ID, for CLIENT UNBLOCK (interrupts). Called
- * with no reply while hiredis frees the context: b is still alive then. */
-static void bconn_id_cb(redisAsyncContext *ac, void *reply, void *priv) {
-    rq_bconn *b = priv;
-    redisReply *r = reply;
-    if (r && b->ac == ac && r->type == REDIS_REPLY_INTEGER) b->client_id = r->integer;
-}
-
-static void unblock_cb(redisAsyncContext *ac, void *reply, void *priv) {
-    rq_conn *c = priv;
-    redisReply *r = reply;
-    (void)ac;
-    if (r && r->type == REDIS_REPLY_ERROR) c->no_unblock = true;
-}
-
-static void bconn_on_connect(const redisAsyncContext *cac, int status) {
-    rq_bconn *b = cac->data;
-    rq_conn *c = b->conn;
-    if (b->ac != cac) return;
-    if (status != REDIS_OK) {
-        set_last_err(c, "cannot connect to redis", cac->errstr);
-        b->ac = NULL;
-        b->state = CS_DEAD;
-        schedule_retry(c);
-        return;
-    }
-    b->state = CS_READY;
-    c->backoff_ms = BACKOFF_MIN_MS;
-    send_handshake(c, b->ac);
-    redisAsyncCommand(b->ac, bconn_id_cb, b, "CLIENT ID");
-    bconn_assign(b);
-}
-
-static void bconn_on_disconnect(const redisAsyncContext *cac, int status) {
-    rq_bconn *b = cac->data;
-    (void)status;
-    if (b->ac != cac) return;
-    b->ac = NULL;
-    b->state = CS_DEAD; /* swept by dispatch; pending callbacks already ran */
-}
-
-/* Give an idle, ready connection the next waiting blocking request. */
-static void bconn_assign(rq_bconn *b) {
-    rq_conn *c = b->conn;
-    rq_req *req;
-    while (b->state == CS_READY && !b->req && (req = list_pop(&c->bwait_head, &c->bwait_tail))) {
-        if (req_abandoned(c, req)) {
-            req_complete(c, req, RUNQ_ETIMEOUT, NULL);
-            continue;
-        }
-        b->req = req;
-        b->unblock_sent = 0;
-        if (send_cmds(b->ac, req, bconn_cb, b) == 0) {
-            b->req = NULL;
-            req->lost = true;
-            req_finish(c, req);
-        }
-    }
-}
-
-static void bconn_new(rq_conn *c) {
-    rq_bconn *b = rq_calloc(1, sizeof *b);
-    if (!b) return;
-    redisAsyncContext *ac = start_connect(c);
-    if (!ac) {
-        rq_free(b);
-        schedule_retry(c);
-        return;
-    }
-    b->conn = c;
-    b->ac = ac;
-    b->state = CS_CONNECTING;
-    b->connect_deadline = mono_ms() + c->connect_timeout_ms;
-    ac->data = b;
-    redisAsyncSetConnectCallback(ac, bconn_on_connect);
-    redisAsyncSetDisconnectCallback(ac, bconn_on_disconnect);
-    b->next = c->bconns;
-    c->bconns = b;
 }
 
 /* ---- the loop ------------------------------------------------------ */
@@ -591,18 +400,8 @@ static void shutdown_all(rq_conn *c) {
     rq_req *req;
     while ((req = list_pop(&c->wait_head, &c->wait_tail)))
         req_complete(c, req, RUNQ_ECLOSED, "the redis client is closing");
-    while ((req = list_pop(&c->bwait_head, &c->bwait_tail)))
-        req_complete(c, req, RUNQ_ECLOSED, "the redis client is closing");
-    /* Freeing a context runs its pending callbacks with a NULL reply, which
-     * completes their requests with RUNQ_ECLOSED. */
-    rq_bconn *b = c->bconns;
-    while (b) {
-        rq_bconn *next = b->next;
-        if (b->ac) redisAsyncFree(b->ac);
-        rq_free(b);
-        b = next;
-    }
-    c->bconns = NULL;
+    /* Freeing the context runs its pending callbacks with a NULL reply,
+     * which completes their requests with RUNQ_ECLOSED. */
     if (c->ac) {
         redisAsyncContext *ac = c->ac;
         redisAsyncFree(ac);
@@ -623,6 +422,44 @@ static void drop_expired(rq_conn *c, rq_req **head, rq_req **tail, int64_t now) 
     *tail = keep_t;
 }
 
+static void unblock_cb(redisAsyncContext *ac, void *reply, void *priv) {
+    rq_conn *c = priv;
+    redisReply *r = reply;
+    (void)ac;
+    if (r && r->type == REDIS_REPLY_ERROR) c->no_unblock = true;
+}
+
+/* Interrupts of blocking requests (blocking.c runs them on their callers'
+ * threads). One whose first reply came is past its wait: what follows it
+ * (a fetch) does not block, and its reply must not be lost, so it finishes.
+ * One still blocked is ended by CLIENT UNBLOCK on the main connection: the
+ * wait then returns as timed out and the rest of the request runs and
+ * replies, so a fetch the server ran meanwhile hands its jobs to the
+ * caller. Shutting the socket down would drop that reply: a fetch that ran
+ * just before would lease jobs nobody takes until their leases expire. The
+ * shutdown stays the fallback when the id is unknown, the main connection
+ * is down, the server refuses the command (ACL), or it had no effect within
+ * UNBLOCK_WAIT_MS. A caller still dialling or backing off sees the new
+ * generation itself (rq_conn_interrupt wakes it). */
+static void end_interrupted(rq_conn *c, unsigned gen, int64_t now) {
+    pthread_mutex_lock(&c->mu);
+    for (rq_live *l = c->live; l; l = l->next) {
+        rq_req *req = l->req;
+        if (!(req->flags & RQ_REQ_INTERRUPTIBLE) || req->gen == gen || !l->s || l->past_wait ||
+            l->cut)
+            continue;
+        if (!c->no_unblock && l->s->client_id && c->state == CS_READY && c->ac) {
+            if (!l->unblock_sent) {
+                redisAsyncCommand(c->ac, unblock_cb, c, "CLIENT UNBLOCK %lld", l->s->client_id);
+                l->unblock_sent = now;
+            }
+            if (now - l->unblock_sent < UNBLOCK_WAIT_MS) continue;
+        }
+        rq_live_cut(l);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void dispatch_queue(rq_conn *c) {
     pthread_mutex_lock(&c->mu);
     rq_req *in = c->inbox_head;
@@ -633,8 +470,7 @@ static void dispatch_queue(rq_conn *c) {
 
     while (in) {
         rq_req *next = in->next;
-        if (in->flags & RQ_REQ_BLOCKING) list_push(&c->bwait_head, &c->bwait_tail, in);
-        else list_push(&c->wait_head, &c->wait_tail, in);
+        list_push(&c->wait_head, &c->wait_tail, in);
         in = next;
     }
     if (stopping) {
@@ -642,102 +478,21 @@ static void dispatch_queue(rq_conn *c) {
         return;
     }
 
-    /* Interrupts. A request whose first reply came is past its wait: what
-     * follows it (a fetch) does not block, and its reply must not be lost,
-     * so it finishes. One still blocked is ended by CLIENT UNBLOCK on the
-     * main connection: the wait then returns as timed out and the rest of
-     * the request runs and replies, so a fetch the server ran meanwhile
-     * hands its jobs to the caller. Closing the socket would drop that
-     * reply: a fetch that ran just before the close would lease jobs nobody
-     * takes until their leases expire. Closing stays the fallback when the
-     * id is unknown, the main connection is down, the server refuses the
-     * command (ACL), or it had no effect within UNBLOCK_WAIT_MS. */
     int64_t now = mono_ms();
-    for (rq_bconn *b = c->bconns; b; b = b->next) {
-        rq_req *req = b->req;
-        if (req && (req->flags & RQ_REQ_INTERRUPTIBLE) && req->gen != gen && req->nreplied == 0) {
-            if (!c->no_unblock && b->client_id && c->state == CS_READY && c->ac) {
-                if (!b->unblock_sent) {
-                    redisAsyncCommand(c->ac, unblock_cb, c, "CLIENT UNBLOCK %lld", b->client_id);
-                    b->unblock_sent = now;
-                }
-                if (now - b->unblock_sent < UNBLOCK_WAIT_MS) continue;
-            }
-            b->req = NULL;
-            req_complete(c, req, RQ_INTERRUPTED, NULL);
-            /* redisAsyncDisconnect would wait for the pending reply; free
-             * at once instead (its callback sees b->req == NULL). */
-            redisAsyncContext *ac = b->ac;
-            b->ac = NULL;
-            b->state = CS_DEAD;
-            if (ac) redisAsyncFree(ac);
-        }
-    }
-    {
-        rq_req *keep_h = NULL, *keep_t = NULL, *req;
-        while ((req = list_pop(&c->bwait_head, &c->bwait_tail))) {
-            if ((req->flags & RQ_REQ_INTERRUPTIBLE) && req->gen != gen)
-                req_complete(c, req, RQ_INTERRUPTED, NULL);
-            else list_push(&keep_h, &keep_t, req);
-        }
-        c->bwait_head = keep_h;
-        c->bwait_tail = keep_t;
-    }
-
+    end_interrupted(c, gen, now);
     if (c->state != CS_READY) drop_expired(c, &c->wait_head, &c->wait_tail, now);
-    drop_expired(c, &c->bwait_head, &c->bwait_tail, now);
 
     /* Connection timeouts (hiredis 0.14 has no async connect timeout). */
     if (c->state == CS_CONNECTING && now > c->connect_deadline) {
         redisAsyncContext *ac = c->ac;
         c->ac = NULL;
         c->state = CS_DOWN;
-        set_last_err(c, "cannot connect to redis", "connect timeout");
+        rq_conn_set_err(c, "cannot connect to redis", "connect timeout");
         redisAsyncFree(ac);
         schedule_retry(c);
     }
-    for (rq_bconn *b = c->bconns; b; b = b->next) {
-        if (b->state == CS_CONNECTING && now > b->connect_deadline) {
-            redisAsyncContext *ac = b->ac;
-            b->ac = NULL;
-            b->state = CS_DEAD;
-            set_last_err(c, "cannot connect to redis", "connect timeout");
-            redisAsyncFree(ac);
-            schedule_retry(c);
-        }
-    }
-    /* Sweep pool connections that are gone. */
-    for (rq_bconn **pb = &c->bconns; *pb;) {
-        rq_bconn *b = *pb;
-        if (b->state == CS_DEAD && !b->ac) {
-            *pb = b->next;
-            if (b->req) { /* cannot happen: callbacks ran first; be safe */
-                rq_req *req = b->req;
-                list_push_front(&c->bwait_head, &c->bwait_tail, req);
-            }
-            rq_free(b);
-        } else {
-            pb = &b->next;
-        }
-    }
-
     if (c->state == CS_DOWN && now >= c->next_attempt) main_connect(c);
     main_flush(c);
-
-    size_t idle_or_connecting = 0, total = 0, waiting = 0;
-    for (rq_bconn *b = c->bconns; b; b = b->next) {
-        total++;
-        if (b->state == CS_READY && !b->req) bconn_assign(b);
-        if ((b->state == CS_READY && !b->req) || b->state == CS_CONNECTING) idle_or_connecting++;
-    }
-    for (rq_req *req = c->bwait_head; req; req = req->next) waiting++;
-    if (now >= c->next_attempt) {
-        while (waiting > idle_or_connecting && total < MAX_BLOCKING_CONNS) {
-            bconn_new(c);
-            idle_or_connecting++;
-            total++;
-        }
-    }
 }
 
 /* Take the inbox, queue its commands, then write them in the same turn of
@@ -749,8 +504,6 @@ static void dispatch(rq_conn *c) {
     dispatch_queue(c);
     c->queuing = false;
     if (c->ac) rq_ev_flush(c->ac, c->state == CS_READY);
-    for (rq_bconn *b = c->bconns; b; b = b->next)
-        if (b->ac) rq_ev_flush(b->ac, b->state == CS_READY);
 }
 
 static void on_wake(uv_async_t *h) { dispatch(h->data); }
@@ -764,6 +517,8 @@ static void io_thread(void *arg) {
 /* ---- public -------------------------------------------------------- */
 
 static void conn_free(rq_conn *c) {
+    pthread_cond_destroy(&c->live_gone);
+    pthread_mutex_destroy(&c->mu);
     rq_free(c->host);
     rq_free(c->path);
     rq_free(c->user);
@@ -775,6 +530,8 @@ int rq_conn_open(rq_conn **out, const rq_conn_config *cfg) {
     uv_once(&trace_once, trace_init);
     rq_conn *c = rq_calloc(1, sizeof *c);
     if (!c) return rq_error(RUNQ_ENOMEM, "out of memory opening redis");
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->live_gone, NULL);
     c->host = rq_strdup(cfg->host);
     c->path = rq_strdup(cfg->path);
     c->user = rq_strdup(cfg->user);
@@ -787,15 +544,12 @@ int rq_conn_open(rq_conn **out, const rq_conn_config *cfg) {
     c->port = cfg->port;
     c->db = cfg->db;
     c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 2000;
-    c->backoff_ms = BACKOFF_MIN_MS;
+    c->backoff_ms = c->sbackoff_ms = RQ_BACKOFF_MIN_MS;
     snprintf(c->last_err, sizeof c->last_err, "not connected yet");
-
-    pthread_mutex_init(&c->mu, NULL);
 
     int rc = uv_loop_init(&c->loop);
     if (rc == 0 && (rc = uv_async_init(&c->loop, &c->wake, on_wake)) != 0) uv_loop_close(&c->loop);
     if (rc != 0) {
-        pthread_mutex_destroy(&c->mu);
         conn_free(c);
         return rq_error(RUNQ_EIO, "cannot start the redis event loop: %s", uv_strerror(rc));
     }
@@ -811,7 +565,6 @@ int rq_conn_open(rq_conn **out, const rq_conn_config *cfg) {
         shutdown_all(c);
         uv_run(&c->loop, UV_RUN_DEFAULT);
         uv_loop_close(&c->loop);
-        pthread_mutex_destroy(&c->mu);
         conn_free(c);
         return rq_error(RUNQ_EIO, "cannot start the redis I/O thread: %s", uv_strerror(rc));
     }
@@ -825,13 +578,36 @@ void rq_conn_close(rq_conn *c) {
     c->stopping = true;
     uv_async_send(&c->wake);
     pthread_mutex_unlock(&c->mu);
+    rq_blocking_close(c);
     uv_thread_join(&c->thread);
     uv_loop_close(&c->loop);
-    pthread_mutex_destroy(&c->mu);
     conn_free(c);
 }
 
+int rq_req_outcome(rq_conn *c, rq_req *req, int timeout_ms) {
+    int status;
+    char msg[sizeof req->msg + sizeof c->last_err + 64];
+    msg[0] = '\0';
+    if (req->done) {
+        status = req->status;
+        if (status < 0) {
+            if (req->msg[0]) snprintf(msg, sizeof msg, "%s", req->msg);
+            else snprintf(msg, sizeof msg, "no reply from redis within %d ms (%s)", timeout_ms,
+                          c->last_err);
+        }
+    } else {
+        req->abandoned = true;
+        status = RUNQ_ETIMEOUT;
+        snprintf(msg, sizeof msg, "no reply from redis within %d ms (last connection state: %s)",
+                 timeout_ms, c->last_err);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (status < 0) return rq_error(status, "%s", msg);
+    return status;
+}
+
 int rq_conn_exec(rq_conn *c, rq_req *req, int timeout_ms) {
+    if (req->flags & RQ_REQ_BLOCKING) return rq_blocking_exec(c, req, timeout_ms);
     pthread_mutex_lock(&c->mu);
     if (c->stopping) {
         pthread_mutex_unlock(&c->mu);
@@ -857,30 +633,14 @@ int rq_conn_exec(rq_conn *c, rq_req *req, int timeout_ms) {
         struct timespec ts = {(time_t)(req->deadline / 1000), (long)(req->deadline % 1000) * 1000000L};
         if (pthread_cond_timedwait(&req->cv, &c->mu, &ts) == ETIMEDOUT && !req->done) break;
     }
-    int status;
-    char msg[sizeof req->msg + sizeof c->last_err + 64];
-    msg[0] = '\0';
-    if (req->done) {
-        status = req->status;
-        if (status < 0) {
-            if (req->msg[0]) snprintf(msg, sizeof msg, "%s", req->msg);
-            else snprintf(msg, sizeof msg, "no reply from redis within %d ms (%s)", timeout_ms,
-                          c->last_err);
-        }
-    } else {
-        req->abandoned = true;
-        status = RUNQ_ETIMEOUT;
-        snprintf(msg, sizeof msg, "no reply from redis within %d ms (last connection state: %s)",
-                 timeout_ms, c->last_err);
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (status < 0) return rq_error(status, "%s", msg);
-    return status;
+    return rq_req_outcome(c, req, timeout_ms);
 }
 
 void rq_conn_interrupt(rq_conn *c) {
     pthread_mutex_lock(&c->mu);
     c->gen++;
+    /* Blocking requests dialling or backing off check the generation. */
+    for (rq_live *l = c->live; l; l = l->next) pthread_cond_signal(&l->req->cv);
     if (!c->stopping) uv_async_send(&c->wake);
     pthread_mutex_unlock(&c->mu);
 }

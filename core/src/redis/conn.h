@@ -5,10 +5,12 @@
  *  - Requests submitted between two wake-ups of the loop are written in one
  *    pipeline (uv_async_send coalesces, so each wake-up drains the queue).
  *  - Ordinary requests share one "main" connection. Requests flagged
- *    RQ_REQ_BLOCKING (BZPOPMIN, WAIT) each borrow a connection of their own
- *    from a small pool, so that they never stall the shared pipeline.
- *  - While Redis is unreachable, requests wait in the I/O thread until it
- *    reconnects (capped exponential backoff) or until their caller gives up.
+ *    RQ_REQ_BLOCKING (BZPOPMIN, WAIT) never stall the shared pipeline: their
+ *    caller runs each on a synchronous connection of its own, taken from a
+ *    pool, without the I/O thread (blocking.c says why).
+ *  - While Redis is unreachable, requests wait (in the I/O thread; blocking
+ *    ones in their caller) until it reconnects (capped exponential backoff)
+ *    or until their caller gives up.
  *    A request lost with its connection fails with RUNQ_EIO, except blocking
  *    reads flagged RQ_REQ_REISSUE, which are sent again after reconnecting.
  *  - rq_conn_interrupt() ends every waiting RQ_REQ_INTERRUPTIBLE request:
@@ -16,7 +18,7 @@
  *    is ended by CLIENT UNBLOCK, so it returns its replies (the blocking
  *    command's as timed out, then those of the commands after it), or,
  *    where that cannot work (ACL, connection down), RQ_INTERRUPTED by
- *    closing the connection it blocks on. */
+ *    shutting down the connection it blocks on. */
 #ifndef RUNQ_REDIS_CONN_H
 #define RUNQ_REDIS_CONN_H
 
