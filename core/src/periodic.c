@@ -3,6 +3,7 @@
  * backend refuses every enqueue but the first for a fire time, so the job
  * runs once per period however many workers carry the schedule. */
 #include "periodic.h"
+#include "thread.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,7 +227,7 @@ int rq_scheduler_start(rq_scheduler *s) {
     bool start = s->list && !s->running && !s->quit;
     if (start) s->running = true;
     uv_mutex_unlock(&s->lock);
-    if (start && uv_thread_create(&s->thread, scheduler_main, s) != 0) {
+    if (start && rq_thread_start(&s->thread, scheduler_main, s) != 0) {
         s->running = false;
         return rq_error(RUNQ_ENOMEM, "cannot start the scheduler thread");
     }

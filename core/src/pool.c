@@ -1,5 +1,6 @@
 /* Elastic thread pool; see pool.h. */
 #include "pool.h"
+#include "thread.h"
 
 enum {
     SLOT_FREE = 0, /* no thread */
@@ -72,7 +73,7 @@ int rq_pool_grow(rq_pool *p, int n) {
         if (s->state != SLOT_FREE) continue;
         s->state = SLOT_RUN;
         s->idle = false;
-        if (uv_thread_create(&s->tid, pool_main, s) != 0) {
+        if (rq_thread_start(&s->tid, pool_main, s) != 0) {
             s->state = SLOT_FREE;
             if (!started) return rq_error(RUNQ_ENOMEM, "cannot start a handler thread");
             break;

@@ -22,6 +22,7 @@
 #include "compress.h"
 #include "periodic.h"
 #include "pool.h"
+#include "thread.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -709,7 +710,7 @@ static void keeper_main(void *arg) {
 
 static int start_keeper(runq_worker *w) {
     if (!w->auto_extend || w->have_keeper) return 0;
-    if (uv_thread_create(&w->keeper, keeper_main, w) != 0)
+    if (rq_thread_start(&w->keeper, keeper_main, w) != 0)
         return rq_error(RUNQ_ENOMEM, "cannot start the lease keeper thread");
     w->have_keeper = true;
     return 0;
@@ -729,7 +730,7 @@ int runq_worker_start(runq_worker *w) {
     if (!rc) rc = rq_scheduler_start(w->scheduler);
     /* Before the handlers start, which read have_acker. Without it, each
      * handler acks itself. */
-    if (!rc && uv_thread_create(&w->acker, acker_main, w) == 0) w->have_acker = true;
+    if (!rc && rq_thread_start(&w->acker, acker_main, w) == 0) w->have_acker = true;
     if (!rc) {
         uv_mutex_lock(&w->lock);
         int n = rq_pool_grow(&w->pool, w->min_threads);
@@ -739,7 +740,7 @@ int runq_worker_start(runq_worker *w) {
         else if (n < 0)
             rc = n;
     }
-    if (!rc && uv_thread_create(&w->fetcher, fetcher_main, w) != 0)
+    if (!rc && rq_thread_start(&w->fetcher, fetcher_main, w) != 0)
         rc = rq_error(RUNQ_ENOMEM, "cannot start the fetcher thread");
     else if (!rc)
         w->have_fetcher = true;
@@ -796,14 +797,14 @@ int runq_worker_next(runq_worker *w, runq_job **out, int timeout_ms) {
         rc = start_keeper(w);
         if (!rc) rc = rq_scheduler_start(w->scheduler);
         /* Without it, runq_job_ack acks synchronously. */
-        if (!rc && w->async_ack && uv_thread_create(&w->acker, acker_main, w) == 0)
+        if (!rc && w->async_ack && rq_thread_start(&w->acker, acker_main, w) == 0)
             w->have_acker = true;
     } else if (!w->pull_fetcher && prefetch_depth(w) > 0) {
         /* The prefetch needs auto_extend, as in push mode. It starts with
          * the second call: the first fetches on the caller's thread, so
          * that jobs already waiting are the caller's even with timeout 0
          * (a fetcher started now would race it for them). */
-        if (uv_thread_create(&w->fetcher, fetcher_main, w) != 0)
+        if (rq_thread_start(&w->fetcher, fetcher_main, w) != 0)
             rc = rq_error(RUNQ_ENOMEM, "cannot start the fetcher thread");
         else
             w->have_fetcher = w->pull_fetcher = true;

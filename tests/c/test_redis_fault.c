@@ -251,19 +251,42 @@ static int load_handler(runq_job *job, void *ud) {
     return 0;
 }
 
+/* Enqueue task with [n], retrying a failed enqueue as a new job, as a
+ * producer would, for up to 15 s. */
+static void enqueue_retrying(runq_client *c, char id[RUNQ_ID_SIZE], const char *task, int n) {
+    unsigned char buf[16];
+    size_t len = t_args_int(buf, n);
+    int64_t give_up = t_now_ms() + 15000;
+    int rc;
+    while ((rc = runq_enqueue(c, id, task, buf, len, NULL)) != 0) {
+        if (t_now_ms() > give_up) CHECK_FAIL("enqueue kept failing: %d", rc);
+        t_sleep_ms(20);
+    }
+}
+
+/* A push worker of concurrency 4 on the default queue, started, with
+ * task's retries quick. */
+static runq_worker *start_worker(runq_client *c, const char *task, runq_handler_fn handler,
+                                 int64_t backoff_min_ms, int64_t backoff_max_ms) {
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = handler;
+    to.backoff_min_ms = backoff_min_ms;
+    to.backoff_max_ms = backoff_max_ms;
+    ASSERT_OK(runq_task_register(NULL, c, task, &to));
+    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+    wo.concurrency = 4;
+    wo.lease_ms = 1000;
+    runq_worker *w = NULL;
+    ASSERT_OK(runq_worker_create(&w, c, &wo));
+    ASSERT_OK(runq_worker_start(w));
+    return w;
+}
+
 static void *producer(void *p) {
     runq_client *c = p;
     for (int i = 0; i < LOAD_N; i++) {
-        unsigned char buf[16];
-        size_t len = t_args_int(buf, i);
         char id[RUNQ_ID_SIZE];
-        int64_t give_up = t_now_ms() + 15000;
-        int rc;
-        /* A failed enqueue is retried as a new job, as a producer would. */
-        while ((rc = runq_enqueue(c, id, "load", buf, len, NULL)) != 0) {
-            if (t_now_ms() > give_up) CHECK_FAIL("enqueue kept failing: %d", rc);
-            t_sleep_ms(20);
-        }
+        enqueue_retrying(c, id, "load", i);
         pthread_mutex_lock(&load_mu);
         memcpy(load_ids[i], id, RUNQ_ID_SIZE);
         pthread_mutex_unlock(&load_mu);
@@ -279,17 +302,7 @@ TEST(redis_restart_under_load_reconnects_and_carries_on) {
     char url[128];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?timeout=1000", s.port);
     runq_client *c = t_client_at(url);
-    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
-    to.handler = load_handler;
-    to.backoff_min_ms = 50;
-    to.backoff_max_ms = 200;
-    ASSERT_OK(runq_task_register(NULL, c, "load", &to));
-    runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
-    wo.concurrency = 4;
-    wo.lease_ms = 1000;
-    runq_worker *w = NULL;
-    ASSERT_OK(runq_worker_create(&w, c, &wo));
-    ASSERT_OK(runq_worker_start(w));
+    runq_worker *w = start_worker(c, "load", load_handler, 50, 200);
     pthread_t th;
     pthread_create(&th, NULL, producer, c);
     WAIT_UNTIL(atomic_load(&load_enqueued) >= LOAD_N / 3);
@@ -347,6 +360,76 @@ TEST(replicate_confirms_with_a_replica_and_reports_unknown_durability_without) {
     redisFree(r);
     t_server_destroy(&rs);
     t_server_destroy(&m);
+}
+
+/* ---- SIGPIPE ------------------------------------------------------------- */
+
+/* A write to a socket that the server has closed and then reset raises
+ * SIGPIPE on the writing thread, and its default action ends the process;
+ * a C program keeps that default. Here the server drops every client
+ * connection every millisecond or so while producers write batches and a
+ * worker fetches and acks, with SIGPIPE at its default. */
+static atomic_int pipe_ran;
+static atomic_bool pipe_stop;
+
+static int pipe_handler(runq_job *job, void *ud) {
+    (void)job;
+    (void)ud;
+    atomic_fetch_add(&pipe_ran, 1);
+    return 0;
+}
+
+static void *pipe_producer(void *p) {
+    runq_client *c = p;
+    /* [bin of 2044 zero bytes]: big enough that writes fill socket buffers */
+    unsigned char big[2048] = {0x91, 0xc5, 0x07, 0xfc};
+    runq_enqueue_item items[64];
+    for (size_t i = 0; i < 64; i++)
+        items[i] = (runq_enqueue_item){.task = "pipe", .args = big, .args_len = sizeof big};
+    while (!atomic_load(&pipe_stop)) runq_enqueue_many(c, items, 64); /* failures expected */
+    return NULL;
+}
+
+/* A pull-mode worker fetches on its caller's thread: this one, whose
+ * SIGPIPE is not blocked. */
+static void *pipe_puller(void *p) {
+    runq_worker *w = p;
+    while (!atomic_load(&pipe_stop)) {
+        runq_job *j = NULL;
+        if (runq_worker_next(w, &j, 50) != 0 || !j) continue;
+        pipe_handler(j, NULL);
+        runq_job_ack(j, NULL, 0); /* may fail: the lease then lapses */
+        runq_job_free(j);
+    }
+    return NULL;
+}
+
+TEST(server_dropping_connections_under_load_raises_no_sigpipe) {
+    signal(SIGPIPE, SIG_DFL);
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?timeout=1000", t_redis_port());
+    runq_client *c = t_client_at(url);
+    runq_worker *w = start_worker(c, "pipe", pipe_handler, 1, 10);
+    runq_worker *pw = t_pull_worker(c, "pipe", 2000, 0);
+    pthread_t th[5];
+    for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, pipe_producer, c);
+    pthread_create(&th[4], NULL, pipe_puller, pw);
+    redisContext *r = t_redis_connect(t_redis_port());
+    for (int i = 0; i < 3000; i++) {
+        freeReplyObject(t_cmd(r, "CLIENT KILL TYPE normal SKIPME yes"));
+        usleep(500);
+    }
+    atomic_store(&pipe_stop, true);
+    for (int i = 0; i < 5; i++) pthread_join(th[i], NULL);
+    runq_worker_free(pw);
+    /* The process is alive, and the engine carries on. */
+    int before = atomic_load(&pipe_ran);
+    char id[RUNQ_ID_SIZE];
+    enqueue_retrying(c, id, "pipe", 1);
+    WAIT_UNTIL(atomic_load(&pipe_ran) > before);
+    redisFree(r);
+    runq_worker_free(w);
+    runq_client_close(c);
 }
 
 TEST_MAIN()

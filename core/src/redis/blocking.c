@@ -15,7 +15,14 @@
  * fails with RUNQ_EIO otherwise. Interrupts and close reach a request
  * through conn->live: the I/O thread sends CLIENT UNBLOCK for it, or shuts
  * its socket down (conn.c, end_interrupted); one dialling or backing off is
- * woken through its condition variable and sees the new generation. */
+ * woken through its condition variable and sees the new generation.
+ *
+ * SIGPIPE: the caller's thread may be an application's with SIGPIPE at its
+ * default action, unlike the engine's threads (thread.c). It is safe here
+ * without blocking it: a request's commands are small and go out in one
+ * write, and the read after it reports a closed or reset connection, so no
+ * second write meets the reset that raises SIGPIPE (tests/c/
+ * test_redis_fault.c drops connections under a pull worker to check). */
 #include "redis/conn_int.h"
 
 #include <errno.h>

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "redis/uvev.h"
+#include "thread.h"
 
 #define TICK_MS 50           /* connect timeouts, retries, expired requests */
 #define UNBLOCK_WAIT_MS 1000 /* a CLIENT UNBLOCK without effect by then: shut down instead */
@@ -559,7 +560,7 @@ int rq_conn_open(rq_conn **out, const rq_conn_config *cfg) {
     uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
     /* Connect eagerly so that the first call does not pay for it. */
     main_connect(c);
-    rc = uv_thread_create(&c->thread, io_thread, c);
+    rc = rq_thread_start(&c->thread, io_thread, c);
     if (rc != 0) {
         /* The loop never ran: close what was opened and spin it down. */
         shutdown_all(c);
