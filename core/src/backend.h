@@ -10,6 +10,8 @@
 
 #include "job.h"
 
+#include <stdatomic.h>
+
 typedef struct runq_backend runq_backend;
 
 /* What one fetch leaves for its caller's next fetch of the same queues
@@ -29,6 +31,12 @@ typedef struct rq_fetch_request {
     size_t max;                  /* up to this many jobs */
     int timeout_ms;              /* block this long when none is due; -1: forever */
     rq_fetch_hint *hint;         /* NULL: none (a backend may ignore it) */
+    /* NULL, or the caller's stop flag, set before it calls interrupt(): a
+     * fetch that finds it set returns RUNQ_ETIMEOUT at once. Read after the
+     * fetch notes the interrupt count, so a stop that comes between the
+     * caller's own check and the fetch is seen by one or the other, and
+     * the fetch does not wait out its timeout. */
+    const atomic_bool *stop;
 } rq_fetch_request;
 
 /* The order a fetch visits req->queues in, as indexes into it: as given

@@ -138,4 +138,40 @@ TEST(an_extended_lease_lapses_on_its_own_and_a_failed_one_is_retried_once) {
     runq_client_close(c);
 }
 
+/* A worker's stop sets its stop flag, then interrupts the backend. A fetch
+ * that starts after the flag is set (the stop came between the worker's own
+ * check and the fetch, after the interrupt) must neither lease a job nor
+ * wait: before the flag, such a fetch waited out its timeout (the worker's
+ * is 5 s) and leased what came meanwhile. */
+TEST(a_fetch_whose_caller_is_stopping_leases_nothing_and_does_not_wait) {
+    runq_client *c = t_client();
+    runq_backend *b = c->backend;
+    const char *qs[2] = {"lstop", "lstop_empty"};
+    atomic_bool stop;
+    atomic_init(&stop, true);
+    runq_job **jobs = NULL;
+    size_t got = 0;
+    /* An empty queue, and a timeout that would outlast the test's. */
+    rq_fetch_request req = {qs + 1, 1, NULL, 60000, 4, 600000, NULL, &stop};
+    ASSERT_EQ(b->ops->fetch(b, &req, &jobs, &got), RUNQ_ETIMEOUT);
+    ASSERT_EQ(got, 0);
+    /* A queue with a job due. */
+    runq_enqueue_options o = RUNQ_ENQUEUE_OPTIONS_INIT;
+    o.queue = "lstop";
+    char id[RUNQ_ID_SIZE];
+    t_enqueue(c, id, "t", 1, &o);
+    req.queues = qs;
+    ASSERT_EQ(b->ops->fetch(b, &req, &jobs, &got), RUNQ_ETIMEOUT);
+    ASSERT_EQ(got, 0);
+    ASSERT_EQ(t_state(c, id), RUNQ_STATE_PENDING);
+    /* Without the flag the job is there, on its first attempt. */
+    runq_job *j = NULL;
+    ASSERT_EQ(t_fetch(c, "lstop", 60000, &j, 1, 5000), 1);
+    ASSERT_STR(j->id, id);
+    ASSERT_EQ(runq_job_attempt(j), 1);
+    ASSERT_OK(b->ops->ack(b, j, NULL, 0, 60000));
+    runq_job_free(j);
+    runq_client_close(c);
+}
+
 TEST_MAIN()

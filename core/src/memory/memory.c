@@ -553,6 +553,11 @@ static int mem_fetch(runq_backend *b, const rq_fetch_request *req, runq_job ***o
     int rc = 0;
     uv_mutex_lock(&s->lock);
     uint64_t gen = s->interrupts;
+    if (req->stop && atomic_load(req->stop)) {
+        uv_mutex_unlock(&s->lock);
+        rq_free(jobs);
+        return rq_error(RUNQ_ETIMEOUT, "no job: the caller is stopping");
+    }
     for (;;) {
         int64_t now = rq_now_ms(), next_due = INT64_MAX;
         store_sweep(s, now);

@@ -622,6 +622,10 @@ static int redis_fetch(runq_backend *b, const rq_fetch_request *req, runq_job **
     runq_job **jobs = rq_calloc(req->max, sizeof *jobs);
     if (!jobs) return rq_error(RUNQ_ENOMEM, "out of memory");
     unsigned gen = rq_conn_interrupt_gen(rb->conn);
+    if (req->stop && atomic_load(req->stop)) {
+        rq_free(jobs);
+        return rq_error(RUNQ_ETIMEOUT, "no job: the caller is stopping");
+    }
     int64_t until = req->timeout_ms < 0 ? INT64_MAX : rq_mono_ms() + req->timeout_ms;
     int rc = 0;
     int64_t next_due = 0, server_now = 0;
