@@ -392,6 +392,12 @@ static int noop(runq_job *job, void *ud) {
     return 0;
 }
 
+static void register_noop(runq_client *c, const char *task) {
+    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
+    to.handler = noop;
+    ASSERT_OK(runq_task_register(NULL, c, task, &to));
+}
+
 static int64_t t_processed(runq_worker *w) {
     runq_worker_stats st;
     runq_worker_stats_get(&st, w);
@@ -405,9 +411,7 @@ static int64_t t_processed(runq_worker *w) {
  * fetch per wait and one ack. */
 TEST(a_worker_fed_one_job_at_a_time_sends_one_fetch_per_wait) {
     runq_client *c = t_client();
-    runq_task_options to = RUNQ_TASK_OPTIONS_INIT;
-    to.handler = noop;
-    ASSERT_OK(runq_task_register(NULL, c, "one", &to));
+    register_noop(c, "one");
     redisContext *r = t_redis_connect(t_redis_port());
     runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
     wo.concurrency = 4; /* each fetch asks for more than the one job there is */
@@ -434,6 +438,39 @@ TEST(a_worker_fed_one_job_at_a_time_sends_one_fetch_per_wait) {
     ASSERT_EQ(scripts - noscript + by_text, N + N + waits);
     ASSERT_OK(runq_worker_stop(w, 5000));
     runq_worker_free(w);
+    redisFree(r);
+    runq_client_close(c);
+}
+
+/* A stop right after a start: the fetcher's first wait has often not
+ * reached the server when the interrupt's CLIENT UNBLOCK does, and an
+ * UNBLOCK for a client not blocked yet does nothing. It is sent again until
+ * the wait has ended; before, such a stop waited 1 s for the fallback, the
+ * shutdown of the connection (about 1 stop in 500 of this loop). A shutdown
+ * costs the connection, and a new fetch then dials a new one, so once the
+ * first cycles have left an idle connection in the pool, the server must
+ * see no new connection. */
+TEST(stops_right_after_start_end_the_wait_by_unblock_not_by_shutdown) {
+    runq_client *c = t_client();
+    register_noop(c, "t");
+    redisContext *r = t_redis_connect(t_redis_port());
+    long long before = 0;
+    for (int i = 0; i < 1520; i++) {
+        if (i == 20)
+            before = t_info_num(r, "stats", "total_connections_received:",
+                                "total_connections_received:");
+        runq_worker_options wo = RUNQ_WORKER_OPTIONS_INIT;
+        wo.concurrency = 2;
+        runq_worker *w = NULL;
+        ASSERT_OK(runq_worker_create(&w, c, &wo));
+        ASSERT_OK(runq_worker_start(w));
+        usleep((useconds_t)(i % 20) * 50); /* the stop lands anywhere in the first ms */
+        ASSERT_OK(runq_worker_stop(w, 1000));
+        runq_worker_free(w);
+    }
+    long long after =
+        t_info_num(r, "stats", "total_connections_received:", "total_connections_received:");
+    ASSERT_EQ(after - before, 0);
     redisFree(r);
     runq_client_close(c);
 }

@@ -23,6 +23,7 @@
 
 #define TICK_MS 50           /* connect timeouts, retries, expired requests */
 #define UNBLOCK_WAIT_MS 1000 /* a CLIENT UNBLOCK without effect by then: shut down instead */
+#define UNBLOCK_AGAIN_MS 20  /* no effect yet: sent again (at the next tick or wake after) */
 
 /* ---- requests ------------------------------------------------------ */
 
@@ -441,7 +442,17 @@ static void unblock_cb(redisAsyncContext *ac, void *reply, void *priv) {
  * shutdown stays the fallback when the id is unknown, the main connection
  * is down, the server refuses the command (ACL), or it had no effect within
  * UNBLOCK_WAIT_MS. A caller still dialling or backing off sees the new
- * generation itself (rq_conn_interrupt wakes it). */
+ * generation itself (rq_conn_interrupt wakes it).
+ *
+ * The UNBLOCK is sent again every UNBLOCK_AGAIN_MS until the request is
+ * past its wait: it can reach the server before the command it is meant to
+ * end. The caller checks the generation, then writes on its own connection,
+ * and Redis reads two connections in no fixed order; an UNBLOCK that finds
+ * the client not blocked yet does nothing. With one UNBLOCK, that stop
+ * waited out UNBLOCK_WAIT_MS for the shutdown: about 1 stop in 500 in a
+ * loop of worker starts and stops. A late repeat that finds the connection
+ * already serving the caller's next request ends that wait early, which
+ * the fetch loop takes as a timed-out wait. */
 static void end_interrupted(rq_conn *c, unsigned gen, int64_t now) {
     pthread_mutex_lock(&c->mu);
     for (rq_live *l = c->live; l; l = l->next) {
@@ -450,9 +461,10 @@ static void end_interrupted(rq_conn *c, unsigned gen, int64_t now) {
             l->cut)
             continue;
         if (!c->no_unblock && l->s->client_id && c->state == CS_READY && c->ac) {
-            if (!l->unblock_sent) {
+            if (!l->unblock_sent || now - l->unblock_last >= UNBLOCK_AGAIN_MS) {
                 redisAsyncCommand(c->ac, unblock_cb, c, "CLIENT UNBLOCK %lld", l->s->client_id);
-                l->unblock_sent = now;
+                if (!l->unblock_sent) l->unblock_sent = now;
+                l->unblock_last = now;
             }
             if (now - l->unblock_sent < UNBLOCK_WAIT_MS) continue;
         }

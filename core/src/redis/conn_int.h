@@ -57,7 +57,8 @@ typedef struct rq_live {
     rq_sconn *s;          /* the connection it is sent on, NULL while dialling */
     bool past_wait;       /* its first reply came: nothing left blocks */
     bool cut;             /* its socket was shut down to end it */
-    int64_t unblock_sent; /* mono ms a CLIENT UNBLOCK went out for it, 0: none */
+    int64_t unblock_sent; /* mono ms the first CLIENT UNBLOCK went out for it, 0: none */
+    int64_t unblock_last; /* mono ms the latest one did */
 } rq_live;
 
 /* Under mu, l->s set: end l's request by its socket. The caller's read
