@@ -53,8 +53,10 @@ struct runq_worker {
     uv_cond_t slot_free;   /* fetcher: ready fell below the low-water mark; stop:
                             * a handler finished; both: stop */
     uv_cond_t keeper_wake; /* wakes the keeper early to exit */
-    bool started, stopping, keeper_exit;
-    atomic_bool fetch_stop; /* `stopping`, for fetches to read without the lock */
+    bool started, keeper_exit;
+    /* Set once, under lock, before the backend is interrupted; atomic so
+     * that a fetch can read it without the lock (rq_fetch_request.stop). */
+    atomic_bool stopping;
     job_list ready;        /* fetched, not yet started */
     job_list held;         /* running (push) or handed to the caller (pull) */
     int nrunning;
@@ -195,7 +197,7 @@ int runq_worker_create(runq_worker **out, runq_client *c, const runq_worker_opti
         return rq_error(RUNQ_ENOMEM, "out of memory");
     }
     uv_mutex_init(&w->lock);
-    atomic_init(&w->fetch_stop, false);
+    atomic_init(&w->stopping, false);
     uv_cond_init(&w->job_ready);
     uv_cond_init(&w->slot_free);
     uv_cond_init(&w->keeper_wake);
@@ -237,7 +239,7 @@ static size_t jobs_unwrap(runq_worker *w, runq_job **jobs, size_t n) {
 static int worker_fetch(runq_worker *w, size_t max, int timeout_ms, rq_fetch_hint *hint,
                         runq_job ***jobs, size_t *n) {
     rq_fetch_request req = {(const char *const *)w->queues, w->nqueues, w->weights, w->lease_ms,
-                            max, timeout_ms, hint, &w->fetch_stop};
+                            max, timeout_ms, hint, &w->stopping};
     int rc = w->backend->ops->fetch(w->backend, &req, jobs, n);
     if (rc == 0) *n = jobs_unwrap(w, *jobs, *n);
     for (size_t i = 0; rc == 0 && i < *n; i++) (*jobs)[i]->worker = w;
@@ -876,8 +878,7 @@ int runq_worker_stop(runq_worker *w, int64_t grace_ms) {
     rq_error_clear();
     if (!w) return rq_error(RUNQ_EINVAL, "worker is NULL");
     uv_mutex_lock(&w->lock);
-    w->stopping = true;
-    atomic_store(&w->fetch_stop, true); /* before the interrupt: rq_fetch_request.stop */
+    w->stopping = true; /* before the interrupt: rq_fetch_request.stop */
     uv_cond_broadcast(&w->job_ready);
     uv_cond_broadcast(&w->slot_free);
     uv_mutex_unlock(&w->lock);

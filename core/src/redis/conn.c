@@ -444,8 +444,9 @@ static void unblock_cb(redisAsyncContext *ac, void *reply, void *priv) {
  * UNBLOCK_WAIT_MS. A caller still dialling or backing off sees the new
  * generation itself (rq_conn_interrupt wakes it).
  *
- * The UNBLOCK is sent again every UNBLOCK_AGAIN_MS until the request is
- * past its wait: it can reach the server before the command it is meant to
+ * The UNBLOCK is sent again, UNBLOCK_AGAIN_MS or more after the last (at
+ * the next tick or wake-up of this thread), until the request is past its
+ * wait: it can reach the server before the command it is meant to
  * end. The caller checks the generation, then writes on its own connection,
  * and Redis reads two connections in no fixed order; an UNBLOCK that finds
  * the client not blocked yet does nothing. With one UNBLOCK, that stop
