@@ -390,8 +390,9 @@ static void *pipe_producer(void *p) {
     return NULL;
 }
 
-/* A pull-mode worker fetches on its caller's thread: this one, whose
- * SIGPIPE is not blocked. */
+/* A pull-mode worker without auto_extend fetches on its caller's thread:
+ * this one, whose SIGPIPE is not blocked. It takes jobs from the same
+ * queue as the push worker. */
 static void *pipe_puller(void *p) {
     runq_worker *w = p;
     while (!atomic_load(&pipe_stop)) {
@@ -410,7 +411,7 @@ TEST(server_dropping_connections_under_load_raises_no_sigpipe) {
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?timeout=1000", t_redis_port());
     runq_client *c = t_client_at(url);
     runq_worker *w = start_worker(c, "pipe", pipe_handler, 1, 10);
-    runq_worker *pw = t_pull_worker(c, "pipe", 2000, 0);
+    runq_worker *pw = t_pull_worker(c, "default", 2000, 0);
     pthread_t th[5];
     for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, pipe_producer, c);
     pthread_create(&th[4], NULL, pipe_puller, pw);
