@@ -223,6 +223,26 @@ TEST(stop_interrupts_a_blocked_fetch_where_client_unblock_is_denied) {
     redisFree(r);
 }
 
+/* The server's clock in ms. */
+static long long server_ms(redisContext *r) {
+    redisReply *t = t_cmd(r, "TIME");
+    ASSERT_EQ(t->type, REDIS_REPLY_ARRAY);
+    long long ms = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
+    freeReplyObject(t);
+    return ms;
+}
+
+/* When the kept result of done job id of queue "default" expires: its field
+ * in jobs is "4|expiry|..." (docs/redis-backend.md); 0 when it is no such
+ * value. */
+static long long kept_expiry(redisContext *r, const char *id) {
+    redisReply *v = t_cmd(r, "HGET {runq:default}:jobs %s", id);
+    long long at = v->type == REDIS_REPLY_STRING && v->len > 2 && !memcmp(v->str, "4|", 2)
+                       ? atoll(v->str + 2) : 0;
+    freeReplyObject(v);
+    return at;
+}
+
 TEST(auth_and_select_db) {
     int port = t_redis_port();
     redisContext *r = t_redis_connect(port);
@@ -280,34 +300,94 @@ TEST(unix_socket_url) {
     runq_client_close(c);
     redisContext *r = t_redis_connect(s.port);
     freeReplyObject(t_cmd(r, "SELECT 2"));
-    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:fin:%s", id), 1); /* done, result kept */
+    ASSERT_EQ(kept_expiry(r, id) > 0, 1); /* done, result kept */
     redisFree(r);
     t_server_destroy(&s);
 }
 
-TEST(done_jobs_expire_with_their_result_ttl) {
+/* A client keeping results for ttl_ms on queue "default". */
+static runq_client *client_keeping(int64_t ttl_ms) {
     runq_client_options co = RUNQ_CLIENT_OPTIONS_INIT;
-    co.result_ttl_ms = 400;
+    co.result_ttl_ms = ttl_ms;
     runq_client *c = NULL;
     ASSERT_OK(runq_client_open(&c, check_url(), &co));
-    char id[RUNQ_ID_SIZE];
-    t_enqueue(c, id, "t", 1, NULL);
+    return c;
+}
+
+/* Enqueue a job through c, lease it with a pull worker of c and ack it. */
+static void run_one(runq_client *c, char id[RUNQ_ID_SIZE], int64_t arg) {
+    t_enqueue(c, id, "t", arg, NULL);
     runq_worker *w = t_pull_worker(c, "default", 30000, 1);
     runq_job *j = NULL;
     ASSERT_OK(runq_worker_next(w, &j, 5000));
+    ASSERT_STR(runq_job_id(j), id);
     ASSERT_OK(runq_job_ack(j, NULL, 0));
     runq_job_free(j);
-    redisContext *r = t_redis_connect(t_redis_port());
-    long long ttl = t_cmd_int(r, "PTTL {runq:default}:fin:%s", id);
-    ASSERT_GT(ttl, 0);
-    ASSERT_LE(ttl, 400);
-    ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", id), 0); /* moved out at the ack */
-    WAIT_UNTIL(t_cmd_int(r, "EXISTS {runq:default}:fin:%s", id) == 0);
+    runq_worker_free(w);
+}
+
+/* The job's state by runq_job_get, or -1 when there is no such job. */
+static int state_of(runq_client *c, const char *id) {
     runq_job *snap = NULL;
-    ASSERT_EQ(runq_job_get(&snap, c, id), RUNQ_ENOTFOUND);
+    int rc = runq_job_get(&snap, c, id);
+    if (rc == RUNQ_ENOTFOUND) return -1;
+    ASSERT_OK(rc);
+    int st = runq_job_state_get(snap);
+    runq_job_free(snap);
+    return st;
+}
+
+TEST(done_jobs_expire_with_their_result_ttl) {
+    runq_client *c = client_keeping(400);
+    char id[RUNQ_ID_SIZE];
+    redisContext *r = t_redis_connect(t_redis_port());
+    long long now = server_ms(r);
+    run_one(c, id, 1);
+    /* Kept in the job's own field, in place of its record, and listed
+     * under its TTL (docs/redis-backend.md, "Kept results"). */
+    long long expiry = kept_expiry(r, id);
+    ASSERT_GT(expiry, now);
+    ASSERT_LE(expiry, server_ms(r) + 400);
+    ASSERT_EQ(t_cmd_int(r, "SISMEMBER {runq:default}:rttl 400"), 1);
+    ASSERT_EQ(t_cmd_int(r, "LLEN {runq:default}:rexp:400"), 1);
+    ASSERT_EQ(state_of(c, id), RUNQ_STATE_DONE);
+    /* Past its time it is gone for get at once, though nothing swept it:
+     * no worker of c is left to run a fetch or an ack. */
+    WAIT_UNTIL(state_of(c, id) == -1);
+    ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", id), 1);
+    /* The next fetch that leases nothing sweeps it, its list and its TTL. */
+    runq_worker *w = t_pull_worker(c, "default", 30000, 1);
+    runq_job *j = NULL;
+    ASSERT_EQ(runq_worker_next(w, &j, 100), RUNQ_ETIMEOUT);
+    ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", id), 0);
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:rexp:400 {runq:default}:rttl"), 0);
     redisFree(r);
     runq_worker_free(w);
     runq_client_close(c);
+}
+
+/* Two clients keep results for different TTLs on one queue: an ack sweeps
+ * the expired results of either TTL and leaves the others. */
+TEST(an_ack_sweeps_expired_results_of_every_ttl) {
+    runq_client *brief = client_keeping(300), *lasting = client_keeping(600000);
+    char a[RUNQ_ID_SIZE], b[RUNQ_ID_SIZE], later[RUNQ_ID_SIZE];
+    run_one(brief, a, 1);
+    run_one(lasting, b, 2);
+    redisContext *r = t_redis_connect(t_redis_port());
+    ASSERT_EQ(t_cmd_int(r, "SCARD {runq:default}:rttl"), 2);
+    WAIT_UNTIL(state_of(brief, a) == -1);
+    ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", a), 1);
+    run_one(lasting, later, 3); /* its fetch took a job: the ack sweeps */
+    ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", a), 0);
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:rexp:300"), 0);
+    ASSERT_EQ(t_cmd_int(r, "SISMEMBER {runq:default}:rttl 300"), 0);
+    ASSERT_EQ(t_cmd_int(r, "LLEN {runq:default}:rexp:600000"), 2);
+    ASSERT_EQ(state_of(lasting, b), RUNQ_STATE_DONE);
+    ASSERT_EQ(state_of(brief, later), RUNQ_STATE_DONE);
+    ASSERT_EQ(kept_expiry(r, b) <= kept_expiry(r, later), 1);
+    redisFree(r);
+    runq_client_close(brief);
+    runq_client_close(lasting);
 }
 
 TEST(unreachable_redis_fails_within_the_timeout) {

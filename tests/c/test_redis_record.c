@@ -75,7 +75,15 @@ TEST(a_waiting_job_is_one_record_and_one_queue_entry) {
         ASSERT_OK(runq_job_ack(j, NULL, 0));
         runq_job_free(j);
     }
-    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:rec}:lease {runq:rec}:jobs"), 0);
+    /* Done: no lease, and each record became its kept result (the client's
+     * default result TTL; docs/redis-backend.md, "Kept results"). */
+    ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:rec}:lease"), 0);
+    for (int i = 0; i < 2; i++) {
+        redisReply *v = t_cmd(r, "HGET {runq:rec}:jobs %s", order[i]);
+        ASSERT_EQ(v->type, REDIS_REPLY_STRING);
+        ASSERT_EQ(memcmp(v->str, "4|", 2), 0);
+        freeReplyObject(v);
+    }
     runq_worker_free(w);
     redisFree(r);
     runq_client_close(c);

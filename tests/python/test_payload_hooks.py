@@ -56,15 +56,16 @@ def _parse_record(rec: bytes) -> dict[str, bytes]:
 
 def _stored_len(url: str, queue: str, job_id: str, field: str) -> int:
     """How many bytes the backend stores for a job's args (from the job
-    record in {runq:Q}:jobs) or result (from the done job's key
-    {runq:Q}:fin:<id>: "4|finished|attempt|#result|#att|" result att record)."""
+    record in {runq:Q}:jobs) or result (from the done job's field there, which
+    ack replaced by "4|expiry|finished|attempt|#result|#att|" result att
+    record)."""
     if field == "result":
-        fin = redisproc.bulk(_port(url), "GET", f"{{runq:{queue}}}:fin:{job_id}")
+        fin = redisproc.bulk(_port(url), "HGET", f"{{runq:{queue}}}:jobs", job_id)
         assert fin is not None, "no kept result"
-        parts = fin.split(b"|", 5)
-        assert len(parts) == 6 and parts[0] == b"4", fin[:200]
-        nres, natt = int(parts[3]), int(parts[4])
-        rest = parts[5]
+        parts = fin.split(b"|", 6)
+        assert len(parts) == 7 and parts[0] == b"4", fin[:200]
+        nres, natt = int(parts[4]), int(parts[5])
+        rest = parts[6]
         assert len(rest) >= nres + natt, (nres, natt, len(rest))
         _parse_record(rest[nres + natt:])  # the record follows, intact
         return len(rest[:nres])

@@ -485,7 +485,7 @@ static uint64_t fetch_build(rq_redis *rb, rq_call *c, const char *queue, int64_t
     rq_call_init(c, rb->script[S_FETCH]);
     CALL_QKEYS(c, queue, "scheduled", "pending", "active", "dead", "marker", "config", "gate",
                "rkeys", "rkwait", "rkflight", "jobs", "ready", "lease", "att", "dl", "uud",
-               "waiters", "lgroups");
+               "waiters", "lgroups", "rttl");
     call_prefix(c, queue);
     rq_call_i64(c, lease_ms);
     rq_call_i64(c, (int64_t)want);
@@ -718,7 +718,7 @@ static const char *ack_queue_at(const void *items, size_t i) {
     return ((const rq_ack_item *)items)[i].job->queue;
 }
 
-/* The ack script's KEYS (the queue's, 13) and ARGV for items[0..n), all of
+/* The ack script's KEYS (the queue's, 14) and ARGV for items[0..n), all of
  * one queue: the key prefix, a flag, then the jobs in groups that share a
  * lease token (the token, the group's size), 4 arguments per job, or the id
  * alone when none keeps its result (ack.lua). */
@@ -727,7 +727,7 @@ static void ack_call(rq_redis *rb, rq_call *c, const void *all, size_t at, size_
     const char *queue = items[0].job->queue;
     rq_call_init(c, rb->script[S_ACK]);
     CALL_QKEYS(c, queue, "jobs", "active", "lease", "att", "config", "gate", "pending", "marker",
-               "uud", "dl", "waiters", "ready", "lgroups");
+               "uud", "dl", "waiters", "ready", "lgroups", "rttl");
     call_prefix(c, queue);
     /* Results go only when some job keeps one (ack.lua: 'k'). */
     bool keep = false;
@@ -1068,7 +1068,6 @@ static int find_job(rq_redis *rb, const char *id, bool watch, runq_job **out,
         const char *q = qs->element[i]->str;
         rq_call_init(&calls[i], rb->script[S_GET]);
         CALL_QKEYS(&calls[i], q, "jobs", "active", "lease", "att", "scheduled", "dead", "waiters");
-        call_prefix(&calls[i], q);
         rq_call_str(&calls[i], id);
         rq_call_str(&calls[i], watch ? "1" : "0");
     }

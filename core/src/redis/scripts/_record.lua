@@ -168,6 +168,62 @@ local function make_ready(tag, keys, id, prio, rkey, now_s)
   return false
 end
 
+-- Kept results: a done job whose result is kept stays in {runq:Q}:jobs, its
+-- record replaced by "4|expiry|finished|attempt|#result|#att|" result att
+-- record (the leading version tells the two apart; get.lua hands it out
+-- without the expiry; expiry in ms). The jobs one ack call keeps with one
+-- TTL expire together: "expiry|" and their ids back to back (26 characters
+-- each) are one entry at the tail of {runq:Q}:rexp:<ttl>, a list per TTL,
+-- so each list is in expiry order; {runq:Q}:rttl is the set of those TTLs.
+-- Nothing expires by itself: ack and an idle fetch sweep the heads that are
+-- due, a bounded number per call, and get.lua treats a result past its time
+-- as gone. Per job that is 26 bytes of a list entry, where a key with an
+-- expiry of its own, or a zset entry, cost 90 or more, and no allocation.
+
+-- Sweep the due results of up to about max jobs (whole entries); returns
+-- how many went, and the earliest expiry left when it is known (nil: none
+-- left, or the sweep reached max).
+local function results_sweep(tag, jobs, rttl, now, max)
+  local swept, next_at = 0, nil
+  for _, ttl in ipairs(redis.call('SMEMBERS', rttl)) do
+    local list = tag .. 'rexp:' .. ttl
+    -- Read the head in growing chunks: most calls find one or two due.
+    local chunk, stop = 2, false
+    while not stop and swept < max do
+      local heads = redis.call('LRANGE', list, '0', string.format('%d', chunk - 1))
+      local ids, k, taken = {}, 0, 0
+      for _, e in ipairs(heads) do
+        local bar = string.find(e, '|', 1, true)
+        local at = tonumber(string.sub(e, 1, bar - 1))
+        if at > now then
+          if not next_at or at < next_at then next_at = at end
+          stop = true
+          break
+        end
+        for p = bar + 1, #e - 25, 26 do
+          k = k + 1
+          ids[k] = string.sub(e, p, p + 25)
+        end
+        taken = taken + 1
+        if swept + k >= max then break end
+      end
+      if taken > 0 then
+        redis.call('LTRIM', list, string.format('%d', taken), '-1')
+        if k > 0 then redis.call('HDEL', jobs, unpack(ids)) end
+        swept = swept + k
+      end
+      if not stop and taken == #heads and #heads < chunk then
+        -- the list went with its last entry; so goes its TTL
+        stop = true
+        redis.call('SREM', rttl, ttl)
+      end
+      chunk = chunk * 2
+    end
+    if swept >= max then return swept, nil end
+  end
+  return swept, next_at
+end
+
 -- Tell runq_job_wait callers that these jobs finished: only jobs someone
 -- registered a wait for ({runq:Q}:waiters, written by get.lua) get a
 -- notice list, so an unwatched job costs one EXISTS per call.

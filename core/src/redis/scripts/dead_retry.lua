@@ -11,10 +11,8 @@
 --   | -14 (the record's keys are not the ones the client read)
 local tag, id = ARGV[1], ARGV[2]
 local rec = redis.call('HGET', KEYS[1], id)
-if not rec then
-  -- Done with a kept result: not dead; otherwise unknown (or expired).
-  return redis.call('EXISTS', tag .. 'fin:' .. id) == 1 and -15 or -13
-end
+if not rec then return -13 end
+-- not dead: waiting, running, or done with a kept result (its record stays)
 if not redis.call('ZSCORE', KEYS[2], id) then return -15 end
 local h = rec_parse(rec) or {prio = 0, ukey = '', rkey = '', uud = false}
 if h.ukey ~= ARGV[3] or h.rkey ~= ARGV[4] then return -14 end

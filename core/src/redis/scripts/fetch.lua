@@ -7,6 +7,7 @@
 -- KEYS[11] jobs hash  KEYS[12] ready list  KEYS[13] lease hash  KEYS[14] att
 -- hash  KEYS[15] dl zset  KEYS[16] uud hash  KEYS[17] waiters hash
 -- KEYS[18] lgroups hash (the lease groups, see _record.lua)
+-- KEYS[19] rttl (kept results, see _record.lua)
 -- ARGV[1] the queue's key prefix "{runq:Q}:" (the per-key zsets rk:<key>,
 --         unique:<key> and the finish notices done:<id> are built from it,
 --         so they share the slot of KEYS[1])
@@ -346,6 +347,19 @@ if #ids > 0 then
   end
 end
 
+-- 3b. A fetch that leased nothing sweeps expired kept results: on a queue
+-- that stopped taking jobs no ack does. Their expiry is one more due time
+-- for its wait, a second late (RESULT_LAG_MS) so that results expiring one
+-- after another are swept in batches, not one wake-up each; get.lua hides a
+-- result past its time meanwhile. A full batch may leave more due: come back
+-- at once.
+local RESULT_LAG_MS = 1000
+local r_due = nil
+if taken == 0 and redis.call('EXISTS', KEYS[19]) == 1 then
+  local swept, at = results_sweep(tag, K.jobs, KEYS[19], now, BATCH_N)
+  if swept >= BATCH_N then r_due = now elseif at then r_due = at + RESULT_LAG_MS end
+end
+
 -- 4. When the next thing falls due, so that an idle fetch waits just that long.
 -- The heads read at the start still hold unless a step above wrote the zset:
 -- scheduled only loses jobs to promotion; active gains leases at `expiry`.
@@ -355,6 +369,7 @@ if a_scan or a_dirty then a_head = head(K.active) end
 if taken > 0 and (a_head == nil or expiry < a_head) then a_head = expiry end
 if s_head then next_due = s_head end
 if a_head and (next_due == 0 or a_head < next_due) then next_due = a_head end
+if r_due and (next_due == 0 or r_due < next_due) then next_due = r_due end
 -- Rate keys: when the next key may promote a job (keys in flight are +inf);
 -- after a key was re-scored with jobs behind it, wake a blocked fetch so that
 -- it re-computes its wait.
