@@ -8,7 +8,11 @@ Starts a private redis-server under valgrind's callgrind on a free port,
 calls the three scripts directly, as the C client lays out their arguments
 (core/src/redis/backend.c), for N plain jobs (default 5000): enqueue in
 batches of EB (100), fetch in batches of FB (200), ack in batches of AB
-(64) keeping nothing, then again keeping every result for an hour. Prints
+(64) keeping nothing, then again keeping every result for an hour, then
+again keeping each for 1 ms and counting what it takes to be rid of them
+(Redis's expiry or the scripts' sweeps, whichever the scripts use, with
+idle fetches until the queue holds no more keys than one that keeps
+nothing). Prints
 the server's instructions per job for each phase. With batches of 1 (N 500
 1 1 1) that is each script call's cost on the light-load path, where every
 call carries one job. Instruction counts do not depend on
@@ -153,7 +157,6 @@ def main() -> int:
         key expiry, or idle fetches that sweep them, whichever the scripts use."""
         for _ in range(100):
             if r.dbsize() <= drained[0]:
-                print("expire: iterations", _, file=sys.stderr)
                 return
             fetch()
             time.sleep(0.1)
