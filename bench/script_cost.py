@@ -156,13 +156,13 @@ def main() -> int:
         """Kept results past their time, until they are gone: the server's own
         key expiry, or idle fetches that sweep them, whichever the scripts use."""
         for _ in range(100):
-            if r.dbsize() <= drained[0]:
+            if r.dbsize() <= drained:
                 return
             fetch()
             time.sleep(0.1)
         raise AssertionError(f"kept results did not go: {r.keys()}")
 
-    drained = [0]  # keys left once a queue that keeps nothing is drained
+    drained = 0  # keys left once a queue that keeps nothing is drained
     phases = (("nothing kept", ""), ("results kept 1 h", "3600000"),
               ("results kept 1 ms, and their expiry", "1"))
     rows = []
@@ -178,7 +178,7 @@ def main() -> int:
             rows.append((f"ack (batches of {ab}), {name}", srv.measure(lambda: ack(ttl))))
         assert r.zcard(key("active")) == 0
         if not ttl:
-            drained[0] = r.dbsize()
+            drained = r.dbsize()
         r.flushall()
     srv.stop()
     print(f"server instructions per job, {n} jobs (callgrind):")

@@ -300,7 +300,7 @@ TEST(unix_socket_url) {
     runq_client_close(c);
     redisContext *r = t_redis_connect(s.port);
     freeReplyObject(t_cmd(r, "SELECT 2"));
-    ASSERT_EQ(kept_expiry(r, id) > 0, 1); /* done, result kept */
+    ASSERT(kept_expiry(r, id) > 0); /* done, result kept */
     redisFree(r);
     t_server_destroy(&s);
 }
@@ -326,15 +326,14 @@ static void run_one(runq_client *c, char id[RUNQ_ID_SIZE], int64_t arg) {
     runq_worker_free(w);
 }
 
-/* The job's state by runq_job_get, or -1 when there is no such job. */
-static int state_of(runq_client *c, const char *id) {
+/* Whether runq_job_get finds no job id (any other error fails the test). */
+static bool job_gone(runq_client *c, const char *id) {
     runq_job *snap = NULL;
     int rc = runq_job_get(&snap, c, id);
-    if (rc == RUNQ_ENOTFOUND) return -1;
+    if (rc == RUNQ_ENOTFOUND) return true;
     ASSERT_OK(rc);
-    int st = runq_job_state_get(snap);
     runq_job_free(snap);
-    return st;
+    return false;
 }
 
 TEST(done_jobs_expire_with_their_result_ttl) {
@@ -350,10 +349,10 @@ TEST(done_jobs_expire_with_their_result_ttl) {
     ASSERT_LE(expiry, server_ms(r) + 400);
     ASSERT_EQ(t_cmd_int(r, "SISMEMBER {runq:default}:rttl 400"), 1);
     ASSERT_EQ(t_cmd_int(r, "LLEN {runq:default}:rexp:400"), 1);
-    ASSERT_EQ(state_of(c, id), RUNQ_STATE_DONE);
+    ASSERT_EQ(t_state(c, id), RUNQ_STATE_DONE);
     /* Past its time it is gone for get at once, though nothing swept it:
      * no worker of c is left to run a fetch or an ack. */
-    WAIT_UNTIL(state_of(c, id) == -1);
+    WAIT_UNTIL(job_gone(c, id));
     ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", id), 1);
     /* The next fetch that leases nothing sweeps it, its list and its TTL. */
     runq_worker *w = t_pull_worker(c, "default", 30000, 1);
@@ -366,6 +365,21 @@ TEST(done_jobs_expire_with_their_result_ttl) {
     runq_client_close(c);
 }
 
+/* A done job's value that cannot be read is reported as malformed, not as
+ * a job that does not exist. */
+TEST(an_unreadable_kept_result_is_an_error_not_a_missing_job) {
+    runq_client *c = client_keeping(600000);
+    char id[RUNQ_ID_SIZE];
+    run_one(c, id, 1);
+    redisContext *r = t_redis_connect(t_redis_port());
+    freeReplyObject(t_cmd(r, "HSET {runq:default}:jobs %s 4|not-a-time|", id));
+    runq_job *snap = NULL;
+    ASSERT_EQ(runq_job_get(&snap, c, id), RUNQ_EPROTO);
+    if (!strstr(runq_error_last(), "malformed")) CHECK_FAIL("unclear error: %s", runq_error_last());
+    redisFree(r);
+    runq_client_close(c);
+}
+
 /* Two clients keep results for different TTLs on one queue: an ack sweeps
  * the expired results of either TTL and leaves the others. */
 TEST(an_ack_sweeps_expired_results_of_every_ttl) {
@@ -375,16 +389,16 @@ TEST(an_ack_sweeps_expired_results_of_every_ttl) {
     run_one(lasting, b, 2);
     redisContext *r = t_redis_connect(t_redis_port());
     ASSERT_EQ(t_cmd_int(r, "SCARD {runq:default}:rttl"), 2);
-    WAIT_UNTIL(state_of(brief, a) == -1);
+    WAIT_UNTIL(job_gone(brief, a));
     ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", a), 1);
     run_one(lasting, later, 3); /* its fetch took a job: the ack sweeps */
     ASSERT_EQ(t_cmd_int(r, "HEXISTS {runq:default}:jobs %s", a), 0);
     ASSERT_EQ(t_cmd_int(r, "EXISTS {runq:default}:rexp:300"), 0);
     ASSERT_EQ(t_cmd_int(r, "SISMEMBER {runq:default}:rttl 300"), 0);
     ASSERT_EQ(t_cmd_int(r, "LLEN {runq:default}:rexp:600000"), 2);
-    ASSERT_EQ(state_of(lasting, b), RUNQ_STATE_DONE);
-    ASSERT_EQ(state_of(brief, later), RUNQ_STATE_DONE);
-    ASSERT_EQ(kept_expiry(r, b) <= kept_expiry(r, later), 1);
+    ASSERT_EQ(t_state(lasting, b), RUNQ_STATE_DONE);
+    ASSERT_EQ(t_state(brief, later), RUNQ_STATE_DONE);
+    ASSERT(kept_expiry(r, b) <= kept_expiry(r, later));
     redisFree(r);
     runq_client_close(brief);
     runq_client_close(lasting);

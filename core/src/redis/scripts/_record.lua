@@ -168,6 +168,17 @@ local function make_ready(tag, keys, id, prio, rkey, now_s)
   return false
 end
 
+-- Append the job ids written back to back in s from position p on (26
+-- characters each: lease groups, kept results) to out[k+1..]; returns the
+-- new count.
+local function ids_append(out, k, s, p)
+  for q = p, #s - 25, 26 do
+    k = k + 1
+    out[k] = string.sub(s, q, q + 25)
+  end
+  return k
+end
+
 -- Kept results: a done job whose result is kept stays in {runq:Q}:jobs, its
 -- record replaced by "4|expiry|finished|attempt|#result|#att|" result att
 -- record (the leading version tells the two apart; get.lua hands it out
@@ -200,10 +211,7 @@ local function results_sweep(tag, jobs, rttl, now, max)
           stop = true
           break
         end
-        for p = bar + 1, #e - 25, 26 do
-          k = k + 1
-          ids[k] = string.sub(e, p, p + 25)
-        end
+        k = ids_append(ids, k, e, bar + 1)
         taken = taken + 1
         if swept + k >= max then break end
       end

@@ -76,11 +76,12 @@ local has_att = any and redis.call('EXISTS', KEYS[4]) == 1
 -- Kept results (see _record.lua): the job's field in jobs becomes
 -- "4|expiry|finished|attempt|#result|#att|" .. result .. att .. record (att:
 -- the attempt state of earlier attempts, '' if none); the ids kept with one
--- TTL are one entry of that TTL's list. The client sends the part it knows, so that no number
--- is formatted here but #att, which is 0 unless the job ran before, and each
--- distinct TTL's expiry, once per call. One HSET for the whole batch and one
--- RPUSH of one string per TTL: a key of its own per result (SET ... PX) cost a command per
--- job, and more memory than the field the job has already.
+-- TTL are one entry of that TTL's list. The client sends the part it knows,
+-- so that no number is formatted here but #att, which is 0 unless the job
+-- ran before, and each distinct TTL's expiry, once per call. One HSET for
+-- the whole batch and one RPUSH of one string per TTL: a key of its own per
+-- result (SET ... PX) cost a command per job, and more memory than the
+-- field the job has already.
 if #keep > 0 then
   local kid, rset, lists, ttls = {}, {KEYS[1]}, {}, {KEYS[14]}
   for j, i in ipairs(keep) do kid[j] = ids[i] end

@@ -127,8 +127,7 @@ for _, m in ipairs(expired) do
     local list = redis.call('HGET', K.groups, token) or ''
     redis.call('HDEL', K.groups, token, '#' .. token)
     local gids = {}
-    for p = 1, #list - 25, 26 do gids[#gids + 1] = string.sub(list, p, p + 25) end
-    looked = looked + #gids
+    looked = looked + ids_append(gids, 0, list, 1)
     local lvs = #gids > 0 and redis.call('HMGET', K.lease, unpack(gids)) or {}
     for j, id in ipairs(gids) do
       local lv = lvs[j]
@@ -355,7 +354,7 @@ end
 -- at once.
 local RESULT_LAG_MS = 1000
 local r_due = nil
-if taken == 0 and redis.call('EXISTS', KEYS[19]) == 1 then
+if taken == 0 then
   local swept, at = results_sweep(tag, K.jobs, KEYS[19], now, BATCH_N)
   if swept >= BATCH_N then r_due = now elseif at then r_due = at + RESULT_LAG_MS end
 end

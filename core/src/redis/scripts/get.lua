@@ -15,8 +15,10 @@ local rec = redis.call('HGET', KEYS[1], id)
 if not rec then return {0} end
 if string.byte(rec, 1) == 52 then -- '4': done, its result kept (_record.lua)
   local expiry, p = string.match(rec, '^4|(%d+)|()')
+  -- unreadable: the client says it is malformed
+  if not expiry then return {4, rec} end
   -- expired and not swept yet: gone, as it will be
-  if not expiry or tonumber(expiry) <= now_ms() then return {0} end
+  if tonumber(expiry) <= now_ms() then return {0} end
   return {4, '4|' .. string.sub(rec, p)}
 end
 local att = redis.call('HGET', KEYS[4], id) or ''
